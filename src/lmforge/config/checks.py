@@ -1,0 +1,96 @@
+"""Cross-field rules on a loaded RunConfig. One small named function per rule, each with a test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lmforge.config.schema import DATA_FORMATS, METHODS, STAGES, RunConfig
+from lmforge.utils.errors import ConfigError, did_you_mean
+
+
+def check_stage_known(cfg: RunConfig) -> None:
+    if cfg.stage not in STAGES:
+        raise ConfigError(f"stage: unknown stage {cfg.stage!r}{did_you_mean(cfg.stage, STAGES)}; valid: {', '.join(STAGES)}")
+
+
+def check_method_known(cfg: RunConfig) -> None:
+    if cfg.method.name not in METHODS:
+        raise ConfigError(
+            f"method.name: unknown method {cfg.method.name!r}{did_you_mean(cfg.method.name, METHODS)}; "
+            f"valid: {', '.join(METHODS)}"
+        )
+
+
+def check_model_given(cfg: RunConfig) -> None:
+    if not cfg.model.name_or_path:
+        raise ConfigError("model.name_or_path is required (a local model folder or a hub id)")
+
+
+def check_datasets_given(cfg: RunConfig) -> None:
+    if not cfg.data.datasets:
+        raise ConfigError("data.datasets is required: catalogue names or inline {path:, format:} entries")
+    for i, entry in enumerate(cfg.data.datasets):
+        if isinstance(entry, dict) and entry.get("format", "alpaca") not in DATA_FORMATS:
+            raise ConfigError(f"data.datasets[{i}].format: {entry['format']!r} is not one of {', '.join(DATA_FORMATS)}")
+
+
+def check_output_dir_given(cfg: RunConfig) -> None:
+    if not cfg.output_dir:
+        raise ConfigError("train.output_dir is required")
+
+
+def check_lengths(cfg: RunConfig) -> None:
+    if cfg.data.cutoff_len < 2:
+        raise ConfigError(f"data.cutoff_len must be at least 2, got {cfg.data.cutoff_len}")
+    if cfg.data.val_size < 0:
+        raise ConfigError(f"data.val_size must be >= 0, got {cfg.data.val_size}")
+
+
+def check_packing_options(cfg: RunConfig) -> None:
+    if cfg.data.packing and cfg.model.attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+        raise ConfigError(
+            f"data.packing needs an attention kernel that can isolate packed samples (sdpa, eager, "
+            f"flash_attention_2); model.attn_implementation is {cfg.model.attn_implementation!r}"
+        )
+
+
+def check_streaming_needs_max_steps(cfg: RunConfig) -> None:
+    if cfg.data.streaming and int(cfg.train.get("max_steps", -1)) <= 0:
+        raise ConfigError("data.streaming needs train.max_steps > 0 (a stream has no known length)")
+
+
+def check_interleave_probs(cfg: RunConfig) -> None:
+    probs = cfg.data.interleave_probs
+    if probs is None:
+        return
+    if cfg.data.mix_strategy == "concat":
+        raise ConfigError("data.interleave_probs is set but data.mix_strategy is concat; use interleave_under/over")
+    if len(probs) != len(cfg.data.datasets):
+        raise ConfigError(f"data.interleave_probs has {len(probs)} values for {len(cfg.data.datasets)} datasets")
+    if abs(sum(probs) - 1.0) > 1e-6:
+        raise ConfigError(f"data.interleave_probs must sum to 1, got {sum(probs)}")
+
+
+def check_lora_only_options(cfg: RunConfig) -> None:
+    if cfg.model.adapter_name_or_path and cfg.method.name != "lora":
+        raise ConfigError(f"model.adapter_name_or_path needs method.name: lora (got {cfg.method.name!r})")
+
+
+RULES: list[Callable[[RunConfig], None]] = [
+    check_stage_known,
+    check_method_known,
+    check_model_given,
+    check_datasets_given,
+    check_output_dir_given,
+    check_lengths,
+    check_packing_options,
+    check_streaming_needs_max_steps,
+    check_interleave_probs,
+    check_lora_only_options,
+]
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Run every rule; the first violation raises a ConfigError naming the options involved."""
+    for rule in RULES:
+        rule(cfg)

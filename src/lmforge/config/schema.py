@@ -1,0 +1,113 @@
+"""The configuration schema: one frozen dataclass per YAML section.
+
+Every field's docstring-like `help` metadata is what `lmforge train --help` prints, so the schema is the
+single source of documentation for config keys. Keys of the `train:` section are Hugging Face
+`TrainingArguments` names, passed through unchanged (validated against that class at load time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+STAGES = ("pt", "sft")
+METHODS = ("full", "freeze", "lora")
+DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field carrying its help text (shown by `lmforge train --help`)."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name_or_path: str = _f("", "Local HF causal-LM folder or hub id of the base model (required).")
+    revision: str | None = _f(None, "Hub revision (branch, tag or commit) when loading from the hub.")
+    trust_remote_code: bool = _f(False, "Allow model/tokenizer code from the model folder to run. Off by default.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f(
+        "auto", "Weights dtype: auto = bf16 on GPUs that support it, else fp32."
+    )
+    attn_implementation: str = _f("sdpa", "Attention kernel: sdpa | eager | flash_attention_2.")
+    gradient_checkpointing: bool = _f(
+        False, "Recompute activations in backward to save memory (slower; turn on for long sequences/big models)."
+    )
+    adapter_name_or_path: str | None = _f(None, "Existing PEFT adapter folder to continue training from (lora).")
+    new_special_tokens: list[str] = _f([], "Special tokens to add to the tokenizer; embeddings are resized.")
+    resize_vocab_multiple: int = _f(64, "When resizing embeddings, round the vocabulary up to this multiple.")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: a catalogue name resolved to this, or given inline in `data.datasets`."""
+
+    name: str = _f("", "Name used in logs and reports (catalogue key, or the file name when inline).")
+    path: str = _f("", "File, folder or hub dataset id.")
+    format: str = _f("alpaca", "alpaca | sharegpt | openai | text.")
+    columns: dict[str, str] = _f({}, "Map our field names to the file's columns, e.g. {prompt: question}.")
+    tags: dict[str, str] = _f({}, "sharegpt role tags, e.g. {role_tag: from, content_tag: value, user_tag: human}.")
+    split: str = _f("train", "Split to read when the source has several.")
+    subset: str | None = _f(None, "Hub dataset configuration name.")
+    file_type: str | None = _f(None, "json | jsonl | csv | parquet | txt; guessed from the extension when unset.")
+    max_samples: int | None = _f(None, "Use at most this many rows of this dataset.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    datasets: list[Any] = _f([], "Catalogue names and/or inline {path:, format:, columns:} entries (required).")
+    eval_datasets: list[Any] = _f([], "Separate evaluation datasets (same forms as `datasets`).")
+    catalog: str | None = _f(None, "Dataset catalogue: our YAML, or a LLaMA-Factory dataset_info.json.")
+    dataset_dir: str | None = _f(None, "Root for catalogue file names; defaults to the catalogue's folder.")
+    template: str = _f("auto", "Chat template name, or auto = the tokenizer's own Jinja template (sft).")
+    cutoff_len: int = _f(1024, "Maximum tokens per training example (pt: block size).")
+    truncation: Literal["drop", "truncate"] = _f(
+        "drop", "Over-long sft examples: drop them (counted), or truncate the response (prompt-only ones still drop)."
+    )
+    mask_history: bool = _f(False, "sft: train only the last assistant turn instead of every assistant turn.")
+    train_on_prompt: bool = _f(False, "sft: also train on system/user tokens.")
+    packing: bool = _f(False, "sft: pack several examples into cutoff_len rows, isolated (positions and attention).")
+    padding_free: bool = _f(
+        True, "Batch by concatenating examples with restarting position ids instead of padding (isolated; faster)."
+    )
+    val_size: float = _f(0.0, "Hold out this fraction (<1) or number (>=1) of examples for evaluation.")
+    max_samples: int | None = _f(None, "Use at most this many rows of each dataset.")
+    mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = _f(
+        "concat", "How several datasets are combined."
+    )
+    interleave_probs: list[float] | None = _f(None, "Sampling probabilities for interleave strategies.")
+    streaming: bool = _f(False, "Stream large files instead of loading them into memory (needs train.max_steps).")
+    num_proc: int | None = _f(None, "Processes for preprocessing (default: 1).")
+    cache_dir: str | None = _f(None, "Preprocessing cache folder (default: ~/.cache/lmforge/data).")
+    overwrite_cache: bool = _f(False, "Ignore and rebuild the preprocessing cache.")
+    on_bad_row: Literal["error", "skip"] = _f("error", "Malformed rows: stop with an error, or skip and report them.")
+    encoding: str = _f("utf-8", "Text encoding of local data files.")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = _f("lora", "Tuning method: full | freeze | lora.")
+    # freeze
+    freeze_trainable_layers: int = _f(2, "freeze: train the last N layers (negative: the first N).")
+    freeze_trainable_modules: list[str] = _f(["all"], "freeze: module names inside trainable layers, or all.")
+    freeze_extra_modules: list[str] = _f([], "freeze: extra top-level modules to train, e.g. embed_tokens, lm_head.")
+    # lora
+    lora_rank: int = _f(8, "lora: rank r.")
+    lora_alpha: float | None = _f(None, "lora: scaling alpha (default 2 x rank).")
+    lora_dropout: float = _f(0.0, "lora: dropout on the adapter input.")
+    lora_target: Any = _f("all", "lora: all (every linear layer but the output head) or a list of module names.")
+    modules_to_save: list[str] = _f([], "lora: extra modules trained fully and saved with the adapter.")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    stage: str = _f("sft", "Training stage: pt (continued pretraining) | sft (supervised fine-tuning).")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: dict[str, Any] = _f({}, "transformers TrainingArguments, passed through (output_dir required).")
+
+    @property
+    def output_dir(self) -> str:
+        return str(self.train.get("output_dir", ""))
