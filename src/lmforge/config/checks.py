@@ -10,7 +10,9 @@ from lmforge.utils.errors import ConfigError, did_you_mean
 
 def check_stage_known(cfg: RunConfig) -> None:
     if cfg.stage not in STAGES:
-        raise ConfigError(f"stage: unknown stage {cfg.stage!r}{did_you_mean(cfg.stage, STAGES)}; valid: {', '.join(STAGES)}")
+        raise ConfigError(
+            f"stage: unknown stage {cfg.stage!r}{did_you_mean(cfg.stage, STAGES)}; valid: {', '.join(STAGES)}"
+        )
 
 
 def check_method_known(cfg: RunConfig) -> None:
@@ -31,7 +33,9 @@ def check_datasets_given(cfg: RunConfig) -> None:
         raise ConfigError("data.datasets is required: catalogue names or inline {path:, format:} entries")
     for i, entry in enumerate(cfg.data.datasets):
         if isinstance(entry, dict) and entry.get("format", "alpaca") not in DATA_FORMATS:
-            raise ConfigError(f"data.datasets[{i}].format: {entry['format']!r} is not one of {', '.join(DATA_FORMATS)}")
+            raise ConfigError(
+                f"data.datasets[{i}].format: {entry['format']!r} is not one of {', '.join(DATA_FORMATS)}"
+            )
 
 
 def check_output_dir_given(cfg: RunConfig) -> None:

@@ -163,7 +163,9 @@ def validate_training_arguments(train: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in train.items():
         if key not in fields:
-            raise ConfigError(f"unknown config key 'train.{key}' (not a TrainingArguments field){did_you_mean(key, fields)}")
+            raise ConfigError(
+                f"unknown config key 'train.{key}' (not a TrainingArguments field){did_you_mean(key, fields)}"
+            )
         result[key] = _coerce_training_value(value, fields[key], f"train.{key}")
     return result
 

@@ -1,0 +1,142 @@
+"""The `lmforge` command line. Subcommands only; each imports its heavy machinery when it runs.
+
+Keeping torch/transformers out of module import time is what lets `lmforge --help` answer instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from lmforge import __version__
+from lmforge.utils.errors import LmforgeError
+
+CONFIG_HELP = "YAML run config; `section.key=value` overrides follow it (e.g. train.learning_rate=1e-4)."
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lmforge.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # config errors surface before the heavy imports
+    from lmforge.train import run_training
+
+    run_training(cfg, resume=args.resume)
+    return 0
+
+
+def cmd_data_preview(args: argparse.Namespace) -> int:
+    from lmforge.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from lmforge.data.preview import preview_command
+
+    preview_command(cfg, n=args.n, dump=args.dump)
+    return 0
+
+
+def cmd_init_model(args: argparse.Namespace) -> int:
+    from lmforge.models.init import init_model
+
+    init_model(
+        output=args.output,
+        arch=args.arch,
+        size=args.size,
+        corpus=args.corpus or [],
+        template=args.template,
+        seed=args.seed,
+    )
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from lmforge.config.docs import config_reference
+
+    p = sub.add_parser(
+        "train",
+        help="run a training stage (pt | sft) from a YAML config",
+        description="Run one training stage from a YAML config with dotted key=value overrides.\n\n"
+        "Example:\n  lmforge train configs/sft/lora.yaml train.max_steps=10 data.cutoff_len=256\n\n"
+        + config_reference(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help=CONFIG_HELP)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, applied in order")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume from the newest complete checkpoint in train.output_dir (incomplete ones are skipped)",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect datasets as the trainer will see them")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="{preview}")
+    prev = data_sub.add_parser(
+        "preview",
+        help="print encoded examples with trained spans marked, and kept/truncated/dropped counts",
+        description="Encode the config's datasets exactly as training would, print N examples decoded back to "
+        "text with the trained (label) spans marked, and report how many examples were kept, truncated and "
+        "dropped, with reasons.",
+    )
+    prev.add_argument("config", help=CONFIG_HELP)
+    prev.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides")
+    prev.add_argument("--n", type=int, default=3, help="number of examples to print (default 3)")
+    prev.add_argument(
+        "--dump",
+        metavar="FILE.jsonl",
+        help='write every encoded training example in order as {"input_ids": [...], "labels": [...]} lines',
+    )
+    prev.set_defaults(func=cmd_data_preview)
+
+
+def _add_init_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "init-model",
+        help="build a randomly initialised model + trained BPE tokenizer (offline demos and tests)",
+        description="Train a byte-level BPE tokenizer on the corpus, build a randomly initialised causal LM from a "
+        "config (like AutoModelForCausalLM.from_config) and save both as a normal Hugging Face folder "
+        "(safetensors, tokenizer with the named chat template). Deterministic for a given seed.",
+    )
+    p.add_argument("--output", required=True, help="folder to write the model and tokenizer to")
+    p.add_argument("--arch", choices=["llama", "qwen2"], default="llama", help="architecture (default llama)")
+    p.add_argument(
+        "--size", choices=["tiny", "small"], default="tiny", help="tiny = 7M params, small = 34M (default tiny)"
+    )
+    p.add_argument("--corpus", nargs="+", metavar="FILE", help="text/json/jsonl files (default: bundled demo data)")
+    p.add_argument("--template", default="chatml", help="chat template stored in the tokenizer (default chatml)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_init_model)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_data, _add_init_model]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmforge",
+        description="Adapt large language models to a domain: continued pretraining (pt) and supervised "
+        "fine-tuning (sft) with full, freeze or LoRA tuning. Run `lmforge COMMAND --help` for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LmforgeError as exc:
+        print(f"lmforge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

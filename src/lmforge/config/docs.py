@@ -1,0 +1,49 @@
+"""Render the config reference (every key, its default and help) from the schema, for `lmforge train --help`."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+
+from lmforge.config.schema import DataConfig, DatasetSpec, MethodConfig, ModelConfig
+
+SECTIONS = [("model", ModelConfig), ("data", DataConfig), ("method", MethodConfig)]
+
+TRAIN_NOTE = """\
+train:  (transformers TrainingArguments, passed through unchanged; unknown keys are rejected)
+  output_dir                  where checkpoints and final outputs go (required)
+  per_device_train_batch_size, gradient_accumulation_steps, learning_rate, num_train_epochs, max_steps,
+  lr_scheduler_type, warmup_steps, weight_decay, max_grad_norm, seed, logging_steps, save_steps,
+  save_total_limit, eval_strategy, eval_steps, bf16, fp16, deepspeed, overwrite_output_dir, ...
+  lmforge defaults (overridable): include_num_input_tokens_seen=non_padding, remove_unused_columns=false,
+  report_to=tensorboard, logging_steps=10."""
+
+
+def _default_text(fld: dataclasses.Field) -> str:
+    if fld.default is not dataclasses.MISSING:
+        return repr(fld.default)
+    if fld.default_factory is not dataclasses.MISSING:
+        return repr(fld.default_factory())
+    return "required"
+
+
+def section_reference(name: str, cls: type) -> str:
+    lines = [f"{name}:"]
+    for fld in dataclasses.fields(cls):
+        help_text = fld.metadata.get("help", "")
+        head = f"  {fld.name} = {_default_text(fld)}"
+        lines.append(head)
+        lines.extend(textwrap.wrap(help_text, width=100, initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def config_reference() -> str:
+    """The full key reference printed by `lmforge train --help`."""
+    parts = [
+        "Config keys (YAML sections; override any as section.key=value):",
+        "stage = 'sft'\n      pt (continued pretraining) | sft (supervised fine-tuning).",
+    ]
+    parts += [section_reference(name, cls) for name, cls in SECTIONS]
+    parts.append(section_reference("data.datasets[] inline entry", DatasetSpec))
+    parts.append(TRAIN_NOTE)
+    return "\n\n".join(parts)
