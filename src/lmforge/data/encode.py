@@ -1,0 +1,109 @@
+"""Turn converted rows into training ids: sft (masked conversations), pt (EOS-joined blocks), and packing.
+
+Encoded rows are ``{"input_ids": [...], "labels": [...]}`` with -100 where no loss is taken; packed rows add
+``position_ids`` restarting at 0 per sample. Rows that cannot train are marked with a drop reason instead of
+vanishing, so the report can count them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from lmforge.config.schema import DataConfig
+from lmforge.utils.errors import DataError
+
+IGNORE_INDEX = -100
+DROP_TOO_LONG = "longer than cutoff_len (truncation: drop)"
+DROP_PROMPT_TOO_LONG = "no trainable tokens left after truncation"
+DROP_NO_TRAINED = "no trainable tokens"
+
+
+def has_trained_tokens(labels: list[int]) -> bool:
+    """Label 0 never counts: collators mask each sample's first label so no target crosses samples."""
+    return any(label != IGNORE_INDEX for label in labels[1:])
+
+
+def fit_to_cutoff(input_ids: list[int], labels: list[int], data: DataConfig) -> dict[str, Any]:
+    """Apply the truncation policy; the result carries `_drop` ("" when kept), `_truncated` and `_eos_cut`."""
+    row: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "_drop": "", "_truncated": False}
+    row["_eos_cut"] = False
+    row["_length"] = len(input_ids)
+    if len(input_ids) > data.cutoff_len:
+        if data.truncation == "drop":
+            row["_drop"] = DROP_TOO_LONG
+            return row
+        row["input_ids"], row["labels"] = input_ids[: data.cutoff_len], labels[: data.cutoff_len]
+        row["_truncated"] = True
+        # the sequence's last trained token is the end-of-turn/EOS; it is gone when we cut inside a response
+        row["_eos_cut"] = labels[-1] != IGNORE_INDEX
+        if not has_trained_tokens(row["labels"]):
+            row["_drop"] = DROP_PROMPT_TOO_LONG
+            return row
+    if not has_trained_tokens(row["labels"]):
+        row["_drop"] = DROP_NO_TRAINED
+    return row
+
+
+def encode_conversation(conv: dict[str, Any], template: Any, tokenizer: Any, data: DataConfig) -> dict[str, Any]:
+    """Prompt ids masked, response ids trained (only the last turn's with mask_history)."""
+    turns = template.encode_turns(tokenizer, conv["messages"], conv.get("tools"))
+    if not turns:
+        raise DataError("the conversation has no assistant turn to train on")
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for k, turn in enumerate(turns):
+        trained = not data.mask_history or k == len(turns) - 1
+        input_ids += turn.prompt_ids + turn.response_ids
+        labels += list(turn.prompt_ids) if data.train_on_prompt else [IGNORE_INDEX] * len(turn.prompt_ids)
+        labels += list(turn.response_ids) if trained else [IGNORE_INDEX] * len(turn.response_ids)
+    return fit_to_cutoff(input_ids, labels, data)
+
+
+def encode_document(text: str, tokenizer: Any) -> list[int]:
+    """A pretraining document: its tokens then EOS, so concatenated documents stay separated."""
+    if tokenizer.eos_token_id is None:
+        raise DataError("pt needs a tokenizer with an EOS token to separate documents")
+    return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def group_blocks(documents: Iterable[list[int]], block_size: int) -> Iterator[list[int]]:
+    """Concatenate documents and cut into block_size blocks; the shorter tail comes last (kept, reported)."""
+    buffer: list[int] = []
+    for ids in documents:
+        buffer.extend(ids)
+        while len(buffer) >= block_size:
+            yield buffer[:block_size]
+            buffer = buffer[block_size:]
+    if buffer:
+        yield buffer
+
+
+def plan_packing(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Best-fit decreasing: indices per bin, each bin's lengths summing to <= capacity; deterministic."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bins: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # sorted (remaining space, bin index)
+    for i in order:
+        if lengths[i] > capacity:
+            raise ValueError(f"sample {i} has {lengths[i]} tokens, more than the packing capacity {capacity}")
+        pos = bisect.bisect_left(free, (lengths[i], -1))
+        if pos == len(free):
+            bins.append([i])
+            bisect.insort(free, (capacity - lengths[i], len(bins) - 1))
+            continue
+        space, b = free.pop(pos)
+        bins[b].append(i)
+        bisect.insort(free, (space - lengths[i], b))
+    return bins
+
+
+def pack_rows(rows: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    """One packed row: samples concatenated, positions restart at 0, each sample's first label masked."""
+    packed: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+    for row in rows:
+        packed["input_ids"] += row["input_ids"]
+        packed["labels"] += [IGNORE_INDEX, *row["labels"][1:]]
+        packed["position_ids"] += list(range(len(row["input_ids"])))
+    return packed

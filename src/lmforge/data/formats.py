@@ -1,0 +1,276 @@
+"""Dataset formats: every supported row shape converges on one conversation shape.
+
+sft rows become ``{"messages": [{"role", "content", optional "tool_calls"}...], "tools": str | None}`` and pt
+rows ``{"text": str}``. Field names (prompt, query, response, history, system, messages, tools, text, chosen,
+rejected, kto_tag) follow LLaMA-Factory's `columns` keys so its dataset_info.json maps unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lmforge.config.schema import DatasetSpec
+from lmforge.utils.errors import DataError
+from lmforge.utils.registry import Registry
+
+
+class DropRow(Exception):
+    """A row that is valid but unusable (e.g. empty response); counted under `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Format:
+    """A row shape: default field -> column mapping, required fields, stage it feeds, and its converter."""
+
+    name: str
+    stage: str  # "sft" | "pt" | "preference" | "kto" (the last two are recognised but not trainable yet)
+    defaults: dict[str, str]
+    required: tuple[str, ...]
+    convert: Callable[[dict[str, Any], DatasetSpec, dict[str, str]], dict[str, Any]] | None
+
+
+FORMATS: Registry[Format] = Registry("dataset format")
+SHAREGPT_TAGS = {
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
+}
+OPENAI_ROLES = ("system", "user", "assistant", "tool")
+
+
+def column_mapping(fmt: Format, spec: DatasetSpec) -> dict[str, str]:
+    """Field -> column for this dataset: the format's defaults overridden by the spec's `columns`."""
+    unknown = set(spec.columns) - set(fmt.defaults)
+    if unknown:
+        raise DataError(
+            f"dataset {spec.name!r}: unknown field(s) {sorted(unknown)} in columns for format {fmt.name}; "
+            f"valid fields: {', '.join(fmt.defaults)}"
+        )
+    return {**fmt.defaults, **spec.columns}
+
+
+def check_columns(spec: DatasetSpec, columns: list[str], stage: str) -> dict[str, str]:
+    """Fail before tokenizing when the format does not fit the stage or required columns are missing."""
+    fmt = FORMATS.get(spec.format)
+    mapping = column_mapping(fmt, spec)
+    if fmt.stage == "sft" and {"chosen", "rejected"} <= set(columns):  # preference rows under a chat format
+        fmt = FORMATS.get("preference")
+    if fmt.stage != stage:
+        expected = [f"{f.name} ({', '.join(f.defaults[r] for r in f.required)})" for f in _formats_for(stage)]
+        raise DataError(
+            f"dataset {spec.name!r}: dataset format {fmt.name} does not match stage {stage}; "
+            f"stage {stage} expects fields of: {'; '.join(expected)}"
+        )
+    missing = [f for f in fmt.required if mapping[f] not in columns]
+    if missing:
+        hint = " (this looks like ShareGPT data: set format: sharegpt)" if "conversations" in columns else ""
+        raise DataError(
+            f"dataset {spec.name!r}: missing column(s) {', '.join(repr(mapping[f]) for f in missing)} "
+            f"for format {fmt.name}; columns found: {', '.join(columns) or '(none)'}; "
+            f"column mapping: {mapping}{hint}"
+        )
+    return mapping
+
+
+def _formats_for(stage: str) -> list[Format]:
+    return [FORMATS.get(n) for n in FORMATS if FORMATS.get(n).stage == stage]
+
+
+def _text(value: Any, path: str, *, optional: bool = False) -> str:
+    """A text field: str, or (for content) a list of {"type": "text"} parts; anything else is rejected."""
+    if value is None and optional:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(p, dict) and p.get("type") == "text" for p in value):
+        return "".join(_text(p.get("text"), f"{path}[{i}].text") for i, p in enumerate(value))
+    raise DataError(f"{path}: expected text, got {type(value).__name__} {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _tools(row: dict[str, Any], mapping: dict[str, str]) -> str | None:
+    value = row.get(mapping.get("tools", ""))
+    if value in (None, "", []):
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _check_responses(messages: list[dict[str, Any]]) -> None:
+    for msg in messages:
+        if msg["role"] == "assistant" and not msg.get("tool_calls") and not msg["content"].strip():
+            raise DropRow("empty assistant response")
+
+
+def convert_alpaca(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+    system = _text(row.get(mapping["system"]), mapping["system"], optional=True)
+    if system:
+        messages.append({"role": "system", "content": system})
+    history = row.get(mapping["history"]) or []
+    if not isinstance(history, list):
+        raise DataError(f"{mapping['history']}: expected a list of [prompt, response] pairs")
+    for i, pair in enumerate(history):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise DataError(f"{mapping['history']}[{i}]: expected a [prompt, response] pair, got {_short(pair)}")
+        messages.append({"role": "user", "content": _text(pair[0], f"{mapping['history']}[{i}][0]")})
+        messages.append({"role": "assistant", "content": _text(pair[1], f"{mapping['history']}[{i}][1]")})
+    prompt = _text(row.get(mapping["prompt"]), mapping["prompt"])
+    query = _text(row.get(mapping["query"]), mapping["query"], optional=True)
+    messages.append({"role": "user", "content": f"{prompt}\n{query}" if query else prompt})
+    messages.append({"role": "assistant", "content": _text(row.get(mapping["response"]), mapping["response"])})
+    _check_responses(messages)
+    return {"messages": messages, "tools": _tools(row, mapping)}
+
+
+def _tool_calls(value: str, path: str) -> list[dict[str, Any]]:
+    """A ShareGPT function_call value: JSON {"name", "arguments"} or a list of them."""
+    try:
+        calls = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: function call is not valid JSON ({exc.msg}): {_short(value)}") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise DataError(f"{path}: each function call needs a 'name' and 'arguments', got {_short(call)}")
+    return [{"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}} for c in calls]
+
+
+def convert_sharegpt(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
+    tags = {**SHAREGPT_TAGS, **spec.tags}
+    roles = {
+        tags["user_tag"]: "user",
+        tags["assistant_tag"]: "assistant",
+        tags["observation_tag"]: "tool",
+        tags["function_tag"]: "function_call",
+        tags["system_tag"]: "system",
+    }
+    col = mapping["messages"]
+    turns = row.get(col)
+    if not isinstance(turns, list):
+        raise DataError(f"{col}: expected a list of turns, got {type(turns).__name__}")
+    messages: list[dict[str, Any]] = []
+    system = _text(row.get(mapping["system"]), mapping["system"], optional=True)
+    if system:
+        messages.append({"role": "system", "content": system})
+    for i, turn in enumerate(turns):
+        path = f"{col}[{i}]"
+        if not isinstance(turn, dict):
+            raise DataError(f"{path}: expected an object, got {_short(turn)}")
+        tag = turn.get(tags["role_tag"])
+        if tag not in roles:
+            raise DataError(
+                f"{path}.{tags['role_tag']}: unknown role {tag!r}; expected one of {', '.join(map(repr, roles))} "
+                f"(set tags to map other role names)"
+            )
+        content = _text(turn.get(tags["content_tag"]), f"{path}.{tags['content_tag']}")
+        if roles[tag] == "function_call":
+            messages.append({"role": "assistant", "content": "", "tool_calls": _tool_calls(content, path)})
+        else:
+            messages.append({"role": roles[tag], "content": content})
+    _check_responses(messages)
+    return {"messages": messages, "tools": _tools(row, mapping)}
+
+
+def convert_openai(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
+    col = mapping["messages"]
+    raw = row.get(col)
+    if not isinstance(raw, list):
+        raise DataError(f"{col}: expected a list of messages, got {type(raw).__name__}")
+    messages: list[dict[str, Any]] = []
+    for i, msg in enumerate(raw):
+        path = f"{col}[{i}]"
+        if not isinstance(msg, dict):
+            raise DataError(f"{path}: expected an object, got {_short(msg)}")
+        role = msg.get("role")
+        if role not in OPENAI_ROLES:
+            hint = " (ShareGPT role names: set format: sharegpt with tags)" if role in ("human", "gpt") else ""
+            raise DataError(f"{path}.role: unknown role {role!r}; expected one of {', '.join(OPENAI_ROLES)}{hint}")
+        calls = msg.get("tool_calls")
+        out: dict[str, Any] = {
+            "role": role,
+            "content": _text(msg.get("content"), f"{path}.content", optional=bool(calls)),
+        }
+        if calls:
+            if role != "assistant" or not isinstance(calls, list):
+                raise DataError(f"{path}.tool_calls: expected a list on an assistant message")
+            out["tool_calls"] = calls
+        messages.append(out)
+    _check_responses(messages)
+    return {"messages": messages, "tools": _tools(row, mapping)}
+
+
+def convert_text(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
+    text = _text(row.get(mapping["text"]), mapping["text"])
+    if not text.strip():
+        raise DropRow("empty text")
+    return {"text": text}
+
+
+def convert_row(fmt: Format, row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str], index: int) -> dict:
+    """Convert one row; type errors are re-raised naming the dataset and row index."""
+    assert fmt.convert is not None
+    try:
+        return fmt.convert(row, spec, mapping)
+    except DataError as exc:
+        raise DataError(f"dataset {spec.name!r} ({spec.path}), row {index} (0-based): {exc}") from None
+
+
+FORMATS.register(
+    "alpaca",
+    Format(
+        "alpaca",
+        "sft",
+        {
+            "prompt": "instruction",
+            "query": "input",
+            "response": "output",
+            "system": "system",
+            "history": "history",
+            "tools": "tools",
+        },
+        ("prompt", "response"),
+        convert_alpaca,
+    ),
+)
+FORMATS.register(
+    "sharegpt",
+    Format(
+        "sharegpt",
+        "sft",
+        {"messages": "conversations", "system": "system", "tools": "tools"},
+        ("messages",),
+        convert_sharegpt,
+    ),
+)
+FORMATS.register(
+    "openai", Format("openai", "sft", {"messages": "messages", "tools": "tools"}, ("messages",), convert_openai)
+)
+FORMATS.register("text", Format("text", "pt", {"text": "text"}, ("text",), convert_text))
+FORMATS.register(
+    "preference",
+    Format(
+        "preference",
+        "preference",
+        {"prompt": "prompt", "messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+        ("chosen", "rejected"),
+        None,
+    ),
+)
+FORMATS.register(
+    "kto", Format("kto", "kto", {"messages": "messages", "kto_tag": "label"}, ("messages", "kto_tag"), None)
+)

@@ -1,0 +1,92 @@
+"""What preprocessing did to the data: rows read, kept, truncated, dropped (with reasons), and lengths."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmforge.utils.errors import DataError
+
+
+@dataclass
+class DatasetCounts:
+    """Per-dataset counts; `dropped` maps a reason to a row count."""
+
+    name: str
+    read: int = 0
+    kept: int = 0
+    truncated: int = 0
+    eos_cut: int = 0
+    bad_rows: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def summary(self) -> str:
+        drops = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
+        text = f"{self.name}: read {self.read}, kept {self.kept}, truncated {self.truncated}"
+        if self.eos_cut:
+            text += f" ({self.eos_cut} with the final EOS cut)"
+        if self.bad_rows:
+            text += f", malformed rows skipped {self.bad_rows}"
+        return f"{text}; dropped: {drops}"
+
+    def require_examples(self) -> None:
+        """An empty result is an error naming what removed the rows, never a silent empty dataset."""
+        if self.kept == 0:
+            raise DataError(f"0 trainable examples after filtering: {self.summary()}")
+
+
+@dataclass
+class DataReport:
+    stage: str
+    datasets: list[DatasetCounts] = field(default_factory=list)
+    eval_datasets: list[DatasetCounts] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    train_rows: int = 0
+    eval_rows: int = 0
+    pt_tail_tokens: int = 0
+    packed_from: int = 0
+    cache: str = "off"
+    streaming: bool = False
+    bad_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def histogram(self, bins: int = 8) -> list[tuple[int, int, int]]:
+        """(low, high, count) buckets of encoded lengths before truncation."""
+        if not self.lengths:
+            return []
+        low, top = min(self.lengths), max(self.lengths)
+        width = max(1, -(-(top - low + 1) // bins))
+        counts = Counter((n - low) // width for n in self.lengths)
+        used = max(counts) + 1
+        return [(low + b * width, low + (b + 1) * width - 1, counts.get(b, 0)) for b in range(used)]
+
+    def lines(self) -> list[str]:
+        out = [f"data ({self.stage}, cache {self.cache}): {self.train_rows} train rows, {self.eval_rows} eval rows"]
+        out += [f"  train {c.summary()}" for c in self.datasets]
+        out += [f"  eval {c.summary()}" for c in self.eval_datasets]
+        if self.packed_from:
+            out.append(f"  packing: {self.packed_from} examples into {self.train_rows} rows")
+        if self.pt_tail_tokens:
+            out.append(f"  pt: last block is a shorter tail of {self.pt_tail_tokens} tokens (kept)")
+        if self.streaming:
+            out.append("  streaming: counts are not known ahead of training")
+        hist = self.histogram()
+        if hist:
+            out.append("  length histogram (tokens before truncation):")
+            top = max(n for _, _, n in hist) or 1
+            out += [f"    {lo:>6}-{hi:<6} {n:>7} {'#' * round(30 * n / top)}" for lo, hi, n in hist]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DataReport:
+        raw = dict(raw)
+        raw["datasets"] = [DatasetCounts(**c) for c in raw["datasets"]]
+        raw["eval_datasets"] = [DatasetCounts(**c) for c in raw["eval_datasets"]]
+        return cls(**raw)

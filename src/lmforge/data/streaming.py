@@ -1,0 +1,87 @@
+"""Streaming datasets for files too large to preprocess up front: rows are read, converted and encoded lazily.
+
+Nothing is cached and counts are not known ahead of training; unusable rows are skipped as they stream by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from lmforge.config.schema import DatasetSpec, RunConfig
+from lmforge.data import encode
+from lmforge.data.formats import FORMATS, DropRow, check_columns, convert_row
+from lmforge.data.readers import iter_source
+from lmforge.data.report import DataReport
+from lmforge.utils.errors import DataError
+
+
+def _conversations(spec: DatasetSpec, cfg: RunConfig) -> Iterator[dict[str, Any]]:
+    from lmforge.data.pipeline import sample_limit
+
+    fmt = FORMATS.get(spec.format)
+    limit = sample_limit(spec, cfg.data)
+    rows = iter_source(
+        spec.path,
+        spec.file_type,
+        encoding=cfg.data.encoding,
+        on_bad_row=cfg.data.on_bad_row,
+        bad_rows=[],
+        subset=spec.subset,
+        split=spec.split,
+        streaming=True,
+    )
+    mapping = None
+    for index, row in enumerate(rows):
+        if limit is not None and index >= limit:
+            return
+        mapping = mapping or check_columns(spec, list(row), cfg.stage)
+        try:
+            yield convert_row(fmt, row, spec, mapping, index)
+        except DropRow:
+            continue
+
+
+def generate_rows(spec: DatasetSpec, cfg: RunConfig, tokenizer: Any, template: Any) -> Iterator[dict[str, Any]]:
+    """Encoded rows of one dataset: sft examples that survive truncation, or pt blocks."""
+    if cfg.stage == "pt":
+        docs = (encode.encode_document(c["text"], tokenizer) for c in _conversations(spec, cfg))
+        for block in encode.group_blocks(docs, cfg.data.cutoff_len):
+            yield {"input_ids": block, "labels": list(block)}
+        return
+    for conv in _conversations(spec, cfg):
+        row = encode.encode_conversation(conv, template, tokenizer, cfg.data)
+        if not row["_drop"]:
+            yield {"input_ids": row["input_ids"], "labels": row["labels"]}
+
+
+def _stream(specs: list[DatasetSpec], cfg: RunConfig, tokenizer: Any, template: Any, seed: int) -> Any:
+    import datasets
+
+    from lmforge.data.pipeline import mix
+
+    parts = [
+        datasets.IterableDataset.from_generator(
+            generate_rows, gen_kwargs={"spec": s, "cfg": cfg, "tokenizer": tokenizer, "template": template}
+        )
+        for s in specs
+    ]
+    return mix(parts, cfg.data, seed)
+
+
+def build_streaming(
+    cfg: RunConfig, specs: list[DatasetSpec], eval_specs: list[DatasetSpec], tokenizer: Any, template: Any, seed: int
+) -> Any:
+    from lmforge.data.pipeline import DatasetBundle
+
+    if cfg.data.packing:
+        raise DataError("data.packing cannot be combined with data.streaming (packing needs every length up front)")
+    if 0 < cfg.data.val_size < 1:
+        raise DataError("with data.streaming, data.val_size must be a count of examples (>= 1), not a fraction")
+    train = _stream(specs, cfg, tokenizer, template, seed)
+    evaluation = None
+    if cfg.data.val_size:
+        evaluation, train = train.take(int(cfg.data.val_size)), train.skip(int(cfg.data.val_size))
+    if eval_specs:
+        evaluation = _stream(eval_specs, cfg, tokenizer, template, seed)
+    return DatasetBundle(train, evaluation, DataReport(stage=cfg.stage, cache="off", streaming=True))
