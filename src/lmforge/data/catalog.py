@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +103,28 @@ def _is_hub_like(path: str, root: Path) -> bool:
     return is_hub_id(path) and not (root / path).exists()
 
 
-def load_catalog(path: str | Path, dataset_dir: str | None = None) -> dict[str, DatasetSpec]:
-    """All entries of a catalogue file, keyed by name (file names resolved under dataset_dir or its folder)."""
+@dataclass
+class Catalog:
+    """Entries are converted when used, so one unsupported entry does not break the others."""
+
+    path: Path
+    root: Path
+    entries: dict[str, Any]
+
+    def spec(self, name: str, where: str = "data.datasets") -> DatasetSpec:
+        if name not in self.entries:
+            raise ConfigError(
+                f"{where}: unknown dataset {name!r}{did_you_mean(name, self.entries)}; "
+                f"catalogue {self.path} has: {', '.join(sorted(self.entries))}"
+            )
+        convert = spec_from_llamafactory if self.path.suffix == ".json" else spec_from_yaml
+        return convert(name, self.entries[name], self.root, f"{self.path}: {name}")
+
+
+def load_catalog(path: str | Path, dataset_dir: str | None = None) -> Catalog:
+    """A catalogue file; file names resolve under dataset_dir, or the catalogue's folder by default."""
     path = Path(path)
-    root = Path(dataset_dir) if dataset_dir else path.parent
-    raw = _read_catalog_file(path)
-    convert = spec_from_llamafactory if path.suffix == ".json" else spec_from_yaml
-    return {name: convert(name, entry, root, f"{path}: {name}") for name, entry in raw.items()}
+    return Catalog(path, Path(dataset_dir) if dataset_dir else path.parent, _read_catalog_file(path))
 
 
 def find_catalog(data: DataConfig) -> Path | None:
@@ -123,7 +139,7 @@ def find_catalog(data: DataConfig) -> Path | None:
 
 def resolve_specs(entries: list[Any], data: DataConfig, where: str) -> list[DatasetSpec]:
     """Catalogue names and inline mappings of `data.datasets` / `data.eval_datasets` -> DatasetSpecs."""
-    catalog: dict[str, DatasetSpec] | None = None
+    catalog: Catalog | None = None
     specs = []
     for i, entry in enumerate(entries):
         if isinstance(entry, dict):
@@ -137,10 +153,5 @@ def resolve_specs(entries: list[Any], data: DataConfig, where: str) -> list[Data
                     f"(or data.dataset_dir holding {' / '.join(CATALOG_NAMES)}), or give {{path:, format:}} inline"
                 )
             catalog = load_catalog(path, data.dataset_dir)
-        if entry not in catalog:
-            raise ConfigError(
-                f"{where}[{i}]: unknown dataset {entry!r}{did_you_mean(str(entry), catalog)}; "
-                f"catalogue has: {', '.join(sorted(catalog))}"
-            )
-        specs.append(catalog[entry])
+        specs.append(catalog.spec(str(entry), f"{where}[{i}]"))
     return specs

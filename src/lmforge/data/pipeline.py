@@ -158,8 +158,11 @@ def finish_rows(ds: Any, cfg: RunConfig, report: DataReport, is_train: bool) -> 
 
     if cfg.stage == "pt":
         blocks = list(encode.group_blocks(ds["input_ids"], cfg.data.cutoff_len))
-        if is_train and blocks and len(blocks[-1]) < cfg.data.cutoff_len:
-            report.pt_tail_tokens = len(blocks[-1])
+        tail = len(blocks[-1]) if blocks and len(blocks[-1]) < cfg.data.cutoff_len else 0
+        if tail == 1:  # a 1-token block has no target once its first label is masked
+            blocks.pop()
+        if is_train:
+            report.pt_tail_tokens = tail
         return datasets.Dataset.from_dict({"input_ids": blocks, "labels": [list(b) for b in blocks]})
     ds = ds.remove_columns([c for c in _AUX if c in ds.column_names])
     if not cfg.data.packing:

@@ -46,7 +46,7 @@ def list_data_files(path: Path) -> list[Path]:
 
 
 def _excerpt(text: str, pos: int) -> str:
-    start = max(0, pos - _EXCERPT // 2)
+    start = max(0, min(pos - _EXCERPT // 2, len(text) - _EXCERPT))
     return text[start : start + _EXCERPT].replace("\r", "\\r").replace("\n", "\\n")
 
 
@@ -122,7 +122,7 @@ def iter_jsonl(path: Path, encoding: str, on_bad_row: str, bad_rows: list[dict[s
     seen_any = False
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
-            text = decode_bytes(raw, path, encoding, line_offset=line_no - 1, byte_offset=offset)
+            text = decode_bytes(raw, path, encoding, line_offset=line_no - 1, byte_offset=offset).rstrip("\r\n")
             offset += len(raw)
             if not text.strip():
                 continue

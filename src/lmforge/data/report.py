@@ -71,7 +71,8 @@ class DataReport:
         if self.packed_from:
             out.append(f"  packing: {self.packed_from} examples into {self.train_rows} rows")
         if self.pt_tail_tokens:
-            out.append(f"  pt: last block is a shorter tail of {self.pt_tail_tokens} tokens (kept)")
+            kept = "kept" if self.pt_tail_tokens > 1 else "dropped: nothing to predict"
+            out.append(f"  pt: the last block is a shorter tail of {self.pt_tail_tokens} tokens ({kept})")
         if self.streaming:
             out.append("  streaming: counts are not known ahead of training")
         hist = self.histogram()

@@ -1,0 +1,71 @@
+"""`lmforge data preview`: show encoded examples as the model will see them, trained spans marked.
+
+Trained tokens are wrapped in «» (and coloured green on a terminal), so a wrong mask is visible at a glance.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from itertools import groupby
+from typing import Any
+
+from lmforge.config.schema import RunConfig
+from lmforge.data.encode import IGNORE_INDEX
+
+_GREEN, _RESET = "\033[32m", "\033[0m"
+
+
+def render_example(row: dict[str, list[int]], tokenizer: Any, colour: bool = False) -> str:
+    """Decode a row span by span; spans with labels (trained) are wrapped in «» markers."""
+    pairs = list(zip(row["input_ids"], row["labels"], strict=True))
+    parts = []
+    for trained, group in groupby(pairs, key=lambda p: p[1] != IGNORE_INDEX):
+        text = tokenizer.decode([p[0] for p in group], skip_special_tokens=False)
+        if trained:
+            text = f"«{_GREEN}{text}{_RESET}»" if colour else f"«{text}»"
+        parts.append(text)
+    return "".join(parts)
+
+
+def dump_rows(rows: Any, path: str) -> int:
+    """Every encoded training row in dataset order as JSON lines of input_ids and labels."""
+    count = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps({"input_ids": list(row["input_ids"]), "labels": list(row["labels"])}) + "\n")
+            count += 1
+    return count
+
+
+def _load_tokenizer(cfg: RunConfig) -> Any:
+    try:
+        from lmforge.models.loading import load_tokenizer
+    except ImportError:  # the models area may not be installed in a partial checkout
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code)
+    return load_tokenizer(cfg.model)
+
+
+def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
+    """Print n decoded examples and the data report; optionally dump every encoded example."""
+    from lmforge.data.pipeline import build_datasets
+
+    tokenizer = _load_tokenizer(cfg)
+    template = None
+    if cfg.stage == "sft":
+        from lmforge.templates import get_template
+
+        template = get_template(cfg.data.template, tokenizer)
+    bundle = build_datasets(cfg, tokenizer, template)
+    colour = sys.stdout.isatty()
+    for i, row in enumerate(bundle.train):
+        if i >= n:
+            break
+        trained = sum(label != IGNORE_INDEX for label in row["labels"])
+        print(f"--- example {i}: {len(row['input_ids'])} tokens, {trained} trained («» marks trained text)")
+        print(render_example(row, tokenizer, colour))
+    print("\n".join(bundle.report.lines()))
+    if dump:
+        print(f"wrote {dump_rows(bundle.train, dump)} encoded examples to {dump}")
