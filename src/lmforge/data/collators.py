@@ -3,6 +3,8 @@
 Padding-free concatenates the batch into one row with position ids restarting at 0 for every sample and no
 attention_mask; transformers then derives a block-diagonal causal mask from the position ids, so samples never
 attend to each other. Each sample's first label is -100 so no token predicts across a sample boundary.
+The model must run with use_cache=False (config.use_cache): transformers only derives the packed mask when no
+KV cache is passed, and a decoder given use_cache=True builds one even in training (see test_packing_model.py).
 """
 
 from __future__ import annotations

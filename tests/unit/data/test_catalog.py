@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_our_yaml_catalogue_and_unknown_name(tmp_path):
 def test_inline_entries_use_the_strict_spec_loader():
     specs = resolve_specs([{"path": "x/y.jsonl", "format": "text"}], DataConfig(), "data.datasets")
     assert (specs[0].name, specs[0].format) == ("y.jsonl", "text")
-    with pytest.raises(ConfigError, match="unknown config key 'data.datasets\\[0\\].colums'"):
+    with pytest.raises(ConfigError, match=re.escape("unknown config key 'data.datasets[0].colums'")):
         resolve_specs([{"path": "x", "colums": {}}], DataConfig(), "data.datasets")
 
 

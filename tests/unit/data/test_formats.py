@@ -117,17 +117,17 @@ def test_a3_missing_column_lists_found_columns_and_mapping():
     assert "missing column(s) 'messages'" in str(exc.value)
     assert "columns found: conversations" in str(exc.value) and "'messages': 'messages'" in str(exc.value)
     assert "set format: sharegpt" in str(exc.value)
-    with pytest.raises(DataError, match="missing column.*'output'.*columns found: instruction, input"):
+    with pytest.raises(DataError, match=r"missing column.*'output'.*columns found: instruction, input"):
         check_columns(DatasetSpec(name="d", path="p", format="alpaca"), ["instruction", "input"], "sft")
 
 
 def test_a9_preference_data_given_to_sft_names_expected_fields():
     spec = DatasetSpec(name="d", path="d.json", format="alpaca")
-    with pytest.raises(DataError, match="dataset format preference does not match stage sft.*alpaca \\(instruction"):
+    with pytest.raises(DataError, match=r"dataset format preference does not match stage sft.*alpaca \(instruction"):
         check_columns(spec, ["prompt", "chosen", "rejected"], "sft")
     with pytest.raises(DataError, match="dataset format text does not match stage sft"):
         check_columns(DatasetSpec(name="d", path="p", format="text"), ["text"], "sft")
-    with pytest.raises(DataError, match="dataset format alpaca does not match stage pt.*text \\(text\\)"):
+    with pytest.raises(DataError, match=r"dataset format alpaca does not match stage pt.*text \(text\)"):
         check_columns(DatasetSpec(name="d", path="p", format="alpaca"), ["instruction", "output"], "pt")
 
 
