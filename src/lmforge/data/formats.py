@@ -8,11 +8,12 @@ rejected, kto_tag) follow LLaMA-Factory's `columns` keys so its dataset_info.jso
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lmforge.config.schema import DatasetSpec
+from lmforge.config.schema import DataConfig, DatasetSpec
+from lmforge.data.readers import iter_source
 from lmforge.utils.errors import DataError
 from lmforge.utils.registry import Registry
 
@@ -228,6 +229,36 @@ def convert_row(fmt: Format, row: dict[str, Any], spec: DatasetSpec, mapping: di
         return fmt.convert(row, spec, mapping)
     except DataError as exc:
         raise DataError(f"dataset {spec.name!r} ({spec.path}), row {index} (0-based): {exc}") from None
+
+
+def iter_conversations(
+    spec: DatasetSpec, data: DataConfig, stage: str, counts: Any, bad_rows: list, streaming: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Rows of one dataset, columns checked on the first row, converted; drops counted in `counts` if given."""
+    fmt = FORMATS.get(spec.format)
+    limits = [n for n in (spec.max_samples, data.max_samples) if n is not None]
+    rows = iter_source(
+        spec.path,
+        spec.file_type,
+        encoding=data.encoding,
+        on_bad_row=data.on_bad_row,
+        bad_rows=bad_rows,
+        subset=spec.subset,
+        split=spec.split,
+        streaming=streaming,
+    )
+    mapping: dict[str, str] | None = None
+    for index, row in enumerate(rows):
+        if limits and index >= min(limits):
+            return
+        mapping = mapping or check_columns(spec, list(row), stage)
+        if counts is not None:
+            counts.read += 1
+        try:
+            yield convert_row(fmt, row, spec, mapping, index)
+        except DropRow as drop:
+            if counts is not None:
+                counts.drop(drop.reason)
 
 
 FORMATS.register(

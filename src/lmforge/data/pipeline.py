@@ -15,8 +15,7 @@ from lmforge.config.schema import DataConfig, DatasetSpec, RunConfig
 from lmforge.data import encode
 from lmforge.data.cache import cache_key, default_cache_dir, load_entry, save_entry
 from lmforge.data.catalog import resolve_specs
-from lmforge.data.formats import FORMATS, DropRow, check_columns, convert_row
-from lmforge.data.readers import iter_source
+from lmforge.data.formats import iter_conversations
 from lmforge.data.report import DataReport, DatasetCounts
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
@@ -36,39 +35,14 @@ def data_seed(cfg: RunConfig) -> int:
     return int(cfg.train.get("data_seed") or cfg.train.get("seed", 42))
 
 
-def sample_limit(spec: DatasetSpec, data: DataConfig) -> int | None:
-    limits = [n for n in (spec.max_samples, data.max_samples) if n is not None]
-    return min(limits) if limits else None
-
-
 def convert_source(spec: DatasetSpec, data: DataConfig, stage: str, counts: DatasetCounts, bad_rows: list) -> list:
-    """Read and convert one dataset to conversation rows (sft: JSON text, since Arrow needs one schema) or text."""
-    fmt = FORMATS.get(spec.format)
-    rows = iter_source(
-        spec.path,
-        spec.file_type,
-        encoding=data.encoding,
-        on_bad_row=data.on_bad_row,
-        bad_rows=bad_rows,
-        subset=spec.subset,
-        split=spec.split,
-    )
-    limit = sample_limit(spec, data)
-    out: list[str] = []
-    mapping: dict[str, str] | None = None
-    for index, row in enumerate(rows):
-        if limit is not None and index >= limit:
-            break
-        if mapping is None:
-            mapping = check_columns(spec, list(row), stage)
-        counts.read += 1
-        try:
-            converted = convert_row(fmt, row, spec, mapping, index)
-        except DropRow as drop:
-            counts.drop(drop.reason)
-            continue
-        out.append(converted["text"] if stage == "pt" else json.dumps(converted, ensure_ascii=False))
-    counts.bad_rows = len(bad_rows)
+    """One dataset as conversation rows (sft: JSON text, since Arrow needs one schema) or pt text."""
+    before = len(bad_rows)
+    out = [
+        conv["text"] if stage == "pt" else json.dumps(conv, ensure_ascii=False)
+        for conv in iter_conversations(spec, data, stage, counts, bad_rows)
+    ]
+    counts.bad_rows = len(bad_rows) - before
     if counts.read == 0:
         raise DataError(f"dataset {spec.name!r} ({spec.path}): no rows to read")
     return out

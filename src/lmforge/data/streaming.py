@@ -10,36 +10,13 @@ from typing import Any
 
 from lmforge.config.schema import DatasetSpec, RunConfig
 from lmforge.data import encode
-from lmforge.data.formats import FORMATS, DropRow, check_columns, convert_row
-from lmforge.data.readers import iter_source
+from lmforge.data.formats import iter_conversations
 from lmforge.data.report import DataReport
 from lmforge.utils.errors import DataError
 
 
 def _conversations(spec: DatasetSpec, cfg: RunConfig) -> Iterator[dict[str, Any]]:
-    from lmforge.data.pipeline import sample_limit
-
-    fmt = FORMATS.get(spec.format)
-    limit = sample_limit(spec, cfg.data)
-    rows = iter_source(
-        spec.path,
-        spec.file_type,
-        encoding=cfg.data.encoding,
-        on_bad_row=cfg.data.on_bad_row,
-        bad_rows=[],
-        subset=spec.subset,
-        split=spec.split,
-        streaming=True,
-    )
-    mapping = None
-    for index, row in enumerate(rows):
-        if limit is not None and index >= limit:
-            return
-        mapping = mapping or check_columns(spec, list(row), cfg.stage)
-        try:
-            yield convert_row(fmt, row, spec, mapping, index)
-        except DropRow:
-            continue
+    return iter_conversations(spec, cfg.data, cfg.stage, None, [], streaming=True)
 
 
 def generate_rows(spec: DatasetSpec, cfg: RunConfig, tokenizer: Any, template: Any) -> Iterator[dict[str, Any]]:
