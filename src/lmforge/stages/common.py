@@ -1,0 +1,91 @@
+"""Building blocks shared by the stages: trainer construction, the train call, and the run outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lmforge.config.schema import RunConfig
+from lmforge.training.arguments import build_training_arguments
+from lmforge.training.callbacks import JsonlLogCallback
+from lmforge.training.checkpoints import find_resume_checkpoint
+from lmforge.training.metrics import add_perplexity, argmax_logits, token_accuracy
+from lmforge.training.plotting import plot_losses
+from lmforge.training.trainer import LmforgeTrainer
+from lmforge.utils.errors import CheckpointError
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+def store_chat_template(tokenizer: Any, template: Any, template_name: str) -> None:
+    """Save the training template in the tokenizer when it has none, so chat/serving render prompts identically."""
+    if template_name == "auto" or getattr(tokenizer, "chat_template", None):
+        return
+    jinja = template.jinja()
+    if jinja:
+        tokenizer.chat_template = jinja
+        logger.info("stored the %r chat template in the tokenizer", template_name)
+
+
+def log_parameter_counts(model: Any) -> None:
+    from lmforge.methods import count_parameters
+
+    trainable, total = count_parameters(model)
+    logger.info("trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+
+
+def build_trainer(cfg: RunConfig, model: Any, tokenizer: Any, data: Any, token_metrics: bool) -> LmforgeTrainer:
+    """A trainer over the bundle's datasets with lmforge's collator, logs and (optionally) token accuracy."""
+    from lmforge.data.collators import make_collator
+
+    with_metrics = token_metrics and data.eval is not None
+    return LmforgeTrainer(
+        model=model,
+        args=build_training_arguments(cfg),
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=make_collator(cfg.data, tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=token_accuracy if with_metrics else None,
+        preprocess_logits_for_metrics=argmax_logits if with_metrics else None,
+        callbacks=[JsonlLogCallback(cfg.output_dir)],
+    )
+
+
+def resume_checkpoint(cfg: RunConfig, resume: bool) -> str | None:
+    if not resume:
+        return None
+    checkpoint = find_resume_checkpoint(cfg.output_dir)
+    if checkpoint is None:
+        raise CheckpointError(f"cannot resume: no complete checkpoint in {cfg.output_dir}")
+    logger.info("resuming from %s", checkpoint)
+    return checkpoint
+
+
+def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
+    """Train (resuming if asked), then write the final model, metrics, trainer state and loss plots."""
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg, resume))
+    metrics = dict(result.metrics)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    if trainer.eval_dataset is not None:  # before save_final_model turns the KV cache back on
+        eval_metrics = add_perplexity(trainer.evaluate())
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    trainer.save_state()  # output_dir/trainer_state.json: num_input_tokens_seen, log_history with train_runtime
+    save_final_model(trainer, cfg.output_dir)
+    if trainer.is_world_process_zero():
+        plot_losses(trainer.state.log_history, Path(cfg.output_dir))
+    return metrics
+
+
+def save_final_model(trainer: LmforgeTrainer, output_dir: str) -> None:
+    """Adapter folder (PEFT) or full model folder, plus the tokenizer; re-enable the KV cache for inference."""
+    model = trainer.model
+    config = getattr(model, "config", None)
+    if config is not None:
+        config.use_cache = True
+    trainer.save_model(output_dir)
+    logger.info("saved the final %s to %s", "adapter" if hasattr(model, "peft_config") else "model", output_dir)

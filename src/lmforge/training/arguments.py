@@ -1,0 +1,73 @@
+"""TrainingArguments from the `train:` section, on top of the defaults users and the benchmarks expect.
+
+The user's `train:` keys always win; the defaults only fill what was left unset.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from lmforge.config.schema import RunConfig
+
+# `train:` keys that lmforge reads itself and that are not TrainingArguments fields (transformers 5 dropped
+# `overwrite_output_dir`; we keep its meaning: allow starting a fresh run in a non-empty output_dir).
+LMFORGE_TRAIN_KEYS = ("overwrite_output_dir",)
+
+
+def default_logging_steps(train: dict[str, Any]) -> int:
+    """Every step for short runs (tests, smoke runs), every 10 otherwise."""
+    max_steps = int(train.get("max_steps", -1) or -1)
+    return 1 if 0 < max_steps <= 50 else 10
+
+
+def token_count_mode(cfg: RunConfig) -> str:
+    """Padding-free batches hold no padding, but their EOS tokens often equal the pad id, which "non_padding"
+    (without an attention_mask) would skip; so count every token there and only masked-in tokens otherwise."""
+    return "all" if cfg.data.padding_free or cfg.data.packing else "non_padding"
+
+
+def _report_to() -> str | list[str]:
+    has_tensorboard = importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    return ["tensorboard"] if has_tensorboard else "none"
+
+
+def _device_defaults(cfg: RunConfig) -> dict[str, Any]:
+    import torch
+
+    defaults: dict[str, Any] = {}
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        defaults["ddp_backend"] = "gloo"  # NCCL needs GPUs; gloo runs DDP on CPU
+    if (
+        torch.cuda.is_available()
+        and cfg.model.dtype in ("auto", "bfloat16")
+        and torch.cuda.is_bf16_supported()
+        and not cfg.train.get("fp16")
+    ):
+        defaults["bf16"] = True
+    return defaults
+
+
+def training_argument_values(cfg: RunConfig) -> dict[str, Any]:
+    """The keyword arguments for TrainingArguments: lmforge defaults, then the user's `train:` section."""
+    values: dict[str, Any] = {
+        "logging_steps": default_logging_steps(cfg.train),
+        "report_to": _report_to(),
+        "remove_unused_columns": False,  # collators need position_ids etc., which the model signature check drops
+        "include_num_input_tokens_seen": token_count_mode(cfg),
+        "label_names": ["labels"],  # PEFT wrappers hide the model's forward signature from label detection
+        "ddp_find_unused_parameters": False,  # every trainable parameter is used; True costs an extra graph walk
+        "dataloader_num_workers": 0,
+        # model.gradient_checkpointing is applied when the model is loaded (models/loading.py), not here
+        **_device_defaults(cfg),
+    }
+    values.update({k: v for k, v in cfg.train.items() if k not in LMFORGE_TRAIN_KEYS})
+    return values
+
+
+def build_training_arguments(cfg: RunConfig, **overrides: Any) -> Any:
+    """transformers.TrainingArguments for this run (creating it also sets up torch.distributed under torchrun)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(**{**training_argument_values(cfg), **overrides})

@@ -1,0 +1,125 @@
+"""The run directory: refuse to clobber it, snapshot the resolved config, refuse incompatible resumes.
+
+A resume continues the optimizer, scheduler and data order of the first run, so anything that changes what a step
+means (batch shape, data, base model, adapter shape, optimisation hyper-parameters, world size) must be the same.
+Those fields are compared against the snapshot saved when the run started, and a change is refused with a diff
+unless `force` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmforge.config.loading import config_to_dict
+from lmforge.config.schema import RunConfig
+from lmforge.training.callbacks import LOG_FILE
+from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint, list_checkpoints
+from lmforge.utils.errors import CheckpointError
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+SNAPSHOT = "lmforge_config.yaml"
+RUN_INFO = "lmforge_run.json"
+# Sections compared in full on resume, except for keys that cannot change the training trajectory.
+_COMPARED_SECTIONS = ("model", "data", "method")
+_FREE_KEYS = {"data.num_proc", "data.cache_dir", "data.overwrite_cache", "data.on_bad_row", "data.encoding"}
+_COMPARED_TRAIN_KEYS = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "seed",
+    "data_seed",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "warmup_ratio",
+    "weight_decay",
+    "optim",
+    "max_grad_norm",
+    "group_by_length",
+    "dataloader_drop_last",
+)
+
+
+def resume_fingerprint(cfg: RunConfig, world_size: int) -> dict[str, Any]:
+    """The flat {dotted key: value} view of everything a resume must keep unchanged."""
+    raw = config_to_dict(cfg)
+    flat: dict[str, Any] = {"stage": raw["stage"], "world_size": world_size}
+    for section in _COMPARED_SECTIONS:
+        for key, value in raw[section].items():
+            if f"{section}.{key}" not in _FREE_KEYS:
+                flat[f"{section}.{key}"] = value
+    for key in _COMPARED_TRAIN_KEYS:
+        flat[f"train.{key}"] = raw["train"].get(key)
+    return flat
+
+
+def diff_fingerprints(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [
+        f"  {key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+
+
+def check_resume_compatible(cfg: RunConfig, world_size: int, force: bool = False) -> None:
+    """Compare with the fingerprint saved at the start of the run; refuse (or, forced, warn) on any change."""
+    info_path = Path(cfg.output_dir) / RUN_INFO
+    if not info_path.is_file():
+        logger.warning("%s missing: cannot check that the resumed run matches the original one", info_path)
+        return
+    saved = json.loads(info_path.read_text(encoding="utf-8")).get("resume_fingerprint", {})
+    changes = diff_fingerprints(saved, resume_fingerprint(cfg, world_size))
+    if not changes:
+        return
+    message = (
+        f"the config differs from the run being resumed in {cfg.output_dir} (saved in {info_path.name}):\n"
+        + "\n".join(changes)
+    )
+    if force:
+        logger.warning("%s\nresuming anyway (forced)", message)
+        return
+    raise CheckpointError(
+        message + "\nThese change what a training step means, so the checkpoint's optimizer state and data position "
+        "would not fit. Restore the original values, start a new run in another train.output_dir, or force the resume."
+    )
+
+
+def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume: bool = False) -> None:
+    """Read-only checks every rank runs before anything is written."""
+    out = Path(cfg.output_dir)
+    if resume:
+        if find_resume_checkpoint(out, verify=False) is None:
+            raise CheckpointError(
+                f"cannot resume: no complete checkpoint in {out} (incomplete ones are skipped). "
+                "Run without --resume to start from scratch."
+            )
+        check_resume_compatible(cfg, world_size, force=force_resume)
+        return
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not cfg.train.get("overwrite_output_dir"):
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise CheckpointError(
+            f"train.output_dir {out} is not empty ({shown}). To continue that run pass --resume; to start over in it "
+            "set train.overwrite_output_dir=true (its checkpoints are deleted); or choose another train.output_dir."
+        )
+
+
+def prepare_output_dir(cfg: RunConfig, resume: bool, world_size: int) -> None:
+    """Main-process writes after the checks: clear leftovers, snapshot the config and the resume fingerprint."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_staging_dirs(out)
+    if not resume and cfg.train.get("overwrite_output_dir"):
+        for old in list_checkpoints(out):
+            logger.warning("overwrite_output_dir: deleting %s from the previous run", old)
+            shutil.rmtree(old)
+        (out / LOG_FILE).unlink(missing_ok=True)
+    (out / SNAPSHOT).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    info = {"world_size": world_size, "resume_fingerprint": resume_fingerprint(cfg, world_size)}
+    (out / RUN_INFO).write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")

@@ -1,0 +1,94 @@
+"""Output-dir refusal, config snapshot, and refusing resumes that change what a step means (QUALITY B10)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmforge.config.schema import DataConfig, MethodConfig, ModelConfig, RunConfig
+from lmforge.training.checkpoints import seal_checkpoint
+from lmforge.training.run_dir import SNAPSHOT, check_output_dir, prepare_output_dir
+from lmforge.utils.errors import CheckpointError
+
+
+def make_cfg(output_dir, **train) -> RunConfig:
+    return RunConfig(
+        stage="sft",
+        model=ModelConfig(name_or_path="base"),
+        data=DataConfig(datasets=["demo"]),
+        method=MethodConfig(name="lora", lora_rank=8),
+        train={"output_dir": str(output_dir), "per_device_train_batch_size": 4, **train},
+    )
+
+
+def start_run(cfg: RunConfig) -> None:
+    check_output_dir(cfg, resume=False, world_size=1)
+    prepare_output_dir(cfg, resume=False, world_size=1)
+    staging = Path(cfg.output_dir) / "checkpoint-5.tmp"
+    staging.mkdir()
+    (staging / "adapter_model.safetensors").write_bytes(b"weights")
+    seal_checkpoint(staging, Path(cfg.output_dir) / "checkpoint-5", 5)
+
+
+def test_fresh_run_writes_loadable_snapshot(tmp_path):
+    cfg = make_cfg(tmp_path / "run")
+    check_output_dir(cfg, resume=False, world_size=1)
+    prepare_output_dir(cfg, resume=False, world_size=1)
+    snapshot = yaml.safe_load((tmp_path / "run" / SNAPSHOT).read_text())
+    assert snapshot["method"]["lora_rank"] == 8 and snapshot["train"]["output_dir"] == str(tmp_path / "run")
+
+
+def test_non_empty_output_dir_is_refused_with_the_fixes(tmp_path):
+    (tmp_path / "old.txt").write_text("x")
+    with pytest.raises(CheckpointError, match=r"not empty \(old.txt\).*--resume.*overwrite_output_dir"):
+        check_output_dir(make_cfg(tmp_path), resume=False, world_size=1)
+
+
+def test_overwrite_output_dir_deletes_previous_checkpoints(tmp_path):
+    start_run(make_cfg(tmp_path))
+    cfg = make_cfg(tmp_path, overwrite_output_dir=True)
+    check_output_dir(cfg, resume=False, world_size=1)
+    prepare_output_dir(cfg, resume=False, world_size=1)
+    assert not (tmp_path / "checkpoint-5").exists()
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        check_output_dir(make_cfg(tmp_path), resume=True, world_size=1)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"train": {"per_device_train_batch_size": 8}}, "train.per_device_train_batch_size: 4 -> 8"),
+        ({"data": DataConfig(datasets=["other"])}, "data.datasets: ['demo'] -> ['other']"),
+        ({"model": ModelConfig(name_or_path="other")}, "model.name_or_path: 'base' -> 'other'"),
+        ({"method": MethodConfig(name="lora", lora_rank=16)}, "method.lora_rank: 8 -> 16"),
+    ],
+)
+def test_resume_with_changed_fields_is_refused_with_a_diff(tmp_path, change, field):
+    cfg = make_cfg(tmp_path)
+    start_run(cfg)
+    if "train" in change:
+        change = {"train": {**cfg.train, **change["train"]}}
+    changed = dataclasses.replace(cfg, **change)
+    with pytest.raises(CheckpointError, match="differs from the run being resumed") as err:
+        check_output_dir(changed, resume=True, world_size=1)
+    assert field in str(err.value)
+    check_output_dir(changed, resume=True, world_size=1, force_resume=True)  # forced: a warning only
+
+
+def test_resume_with_changed_world_size_is_refused(tmp_path):
+    cfg = make_cfg(tmp_path)
+    start_run(cfg)
+    with pytest.raises(CheckpointError, match="world_size: 1 -> 2"):
+        check_output_dir(cfg, resume=True, world_size=2)
+
+
+def test_resume_with_only_logging_changes_is_allowed(tmp_path):
+    cfg = make_cfg(tmp_path)
+    start_run(cfg)
+    check_output_dir(make_cfg(tmp_path, logging_steps=3, save_steps=7, max_steps=100), resume=True, world_size=1)
