@@ -1,0 +1,48 @@
+"""Tuning methods: which parameters train (full, freeze, lora), applied by `prepare_model`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmforge.config.schema import MethodConfig, ModelConfig
+from lmforge.methods import freeze, full, lora
+from lmforge.methods.registry import METHODS
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+METHODS.register("full", full.prepare)
+METHODS.register("freeze", freeze.prepare)
+METHODS.register("lora", lora.prepare)
+
+
+def prepare_model(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:
+    """Apply the configured method and log how many parameters will train."""
+    model = METHODS.get(method_cfg.name)(model, method_cfg, model_cfg)
+    embeddings_frozen = not model.get_input_embeddings().weight.requires_grad
+    if _is_checkpointing(model) and embeddings_frozen:
+        # Checkpointed blocks need an input that requires grad when run reentrantly; harmless otherwise.
+        model.enable_input_require_grads()
+    trainable, total = count_parameters(model)
+    logger.info(format_parameter_count(trainable, total))
+    return model
+
+
+def _is_checkpointing(model: Any) -> bool:
+    # transformers >= 5.21 renamed is_gradient_checkpointing (the old name warns)
+    new_name = "is_activation_checkpointing"
+    return bool(getattr(model, new_name if hasattr(model, new_name) else "is_gradient_checkpointing", False))
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts; tied weights count once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def format_parameter_count(trainable: int, total: int) -> str:
+    share = 100 * trainable / total if total else 0.0
+    return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {share:.4f}"
+
+
+__all__ = ["METHODS", "count_parameters", "format_parameter_count", "prepare_model"]

@@ -1,0 +1,198 @@
+"""Load a tokenizer and a causal LM the way training needs them, with safe defaults.
+
+Safety (QUALITY D1, D3): model code from a folder or the hub runs only with `trust_remote_code: true`, and
+weights load only from safetensors, never from pickle files. Errors a user can cause (missing folder, hub id not
+cached while offline, custom code, pickle weights) become `ConfigError`s saying what to do instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmforge.config.schema import ModelConfig
+from lmforge.utils.errors import ConfigError
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+# Tokens that exist only to pad, tried in order before falling back to EOS (which would then also be padding).
+PAD_CANDIDATES = ("<|pad|>", "<pad>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+CONFIG_FILES = ("config.json", "tokenizer_config.json")
+
+
+def load_tokenizer(model_cfg: ModelConfig) -> Any:
+    """The model's tokenizer, padded on the right, with a pad token and the configured extra special tokens."""
+    from transformers import AutoTokenizer
+
+    check_remote_code(model_cfg)
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, model_cfg, "tokenizer")
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = _pick_pad_token(tokenizer)
+        logger.info("tokenizer has no pad token; using %r (id %d)", tokenizer.pad_token, tokenizer.pad_token_id)
+    if model_cfg.new_special_tokens:
+        added = tokenizer.add_special_tokens(
+            {"extra_special_tokens": list(model_cfg.new_special_tokens)}, replace_extra_special_tokens=False
+        )
+        logger.info("added %d new special tokens: %s", added, ", ".join(model_cfg.new_special_tokens))
+    return tokenizer
+
+
+def _pick_pad_token(tokenizer: Any) -> str:
+    vocab = tokenizer.get_vocab()
+    for token in PAD_CANDIDATES:
+        if token in vocab:
+            return token
+    if tokenizer.eos_token is None:
+        raise ConfigError("the tokenizer has neither a pad token nor an EOS token; cannot pad batches")
+    return str(tokenizer.eos_token)
+
+
+def load_model(model_cfg: ModelConfig, tokenizer: Any) -> Any:
+    """The causal LM in the configured dtype, ready to train: no KV cache, embeddings covering the tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    check_remote_code(model_cfg)
+    check_safetensors_only(model_cfg.name_or_path)
+    dtype = resolve_dtype(model_cfg.dtype)
+    model = _from_pretrained(
+        AutoModelForCausalLM.from_pretrained,
+        model_cfg,
+        "model",
+        dtype=dtype,
+        attn_implementation=model_cfg.attn_implementation,
+        use_safetensors=True,
+    )
+    logger.info("loaded %s (%s, attention %s)", type(model).__name__, dtype, model_cfg.attn_implementation)
+    resize_embeddings(model, len(tokenizer), model_cfg.resize_vocab_multiple)
+    model.config.use_cache = False
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if model_cfg.gradient_checkpointing:
+        # transformers >= 5.21 renamed the method; the old name warns. Non-reentrant checkpointing needs no
+        # requires_grad trick on the inputs (prepare_model still adds one when embeddings are frozen).
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
+    return model
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """`auto` is bf16 on a CUDA GPU that supports it, otherwise fp32 (fp16 only when asked for)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def resize_embeddings(model: Any, num_tokens: int, multiple: int) -> None:
+    """Grow the embeddings to cover `num_tokens` (rounded up to `multiple`); new rows are the mean of old rows.
+
+    The mean (rather than a random draw) keeps a new token's initial logit equal to the average one, so adding
+    tokens does not change what the model predicts before training.
+    """
+    old = model.get_input_embeddings().weight.shape[0]
+    if num_tokens <= old:
+        return
+    model.resize_token_embeddings(num_tokens, pad_to_multiple_of=multiple or None, mean_resizing=False)
+    new = model.get_input_embeddings().weight.shape[0]
+    with torch.no_grad():
+        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if module is not None and module.weight.shape[0] == new:
+                module.weight[old:] = module.weight[:old].mean(dim=0, keepdim=True)
+    logger.info("resized embeddings %d -> %d rows for %d tokenizer tokens (mean-initialised)", old, new, num_tokens)
+
+
+def _is_local(name_or_path: str) -> bool:
+    return os.path.isdir(os.path.expanduser(name_or_path))
+
+
+def check_remote_code(model_cfg: ModelConfig) -> None:
+    """Refuse (or, when allowed, announce with hashes) the Python files a local model folder would run."""
+    if not model_cfg.name_or_path:
+        raise ConfigError("model.name_or_path is required: a local model folder or a hub id")
+    if not _is_local(model_cfg.name_or_path):
+        looks_like_path = model_cfg.name_or_path.startswith(("/", "./", "../", "~"))
+        if looks_like_path:
+            raise ConfigError(f"model.name_or_path: folder {model_cfg.name_or_path!r} does not exist")
+        return  # a hub id: transformers itself refuses remote code unless trusted (reworded in _from_pretrained)
+    folder = Path(os.path.expanduser(model_cfg.name_or_path))
+    files = remote_code_files(folder)
+    if not files:
+        return
+    names = ", ".join(str(folder / f) for f in files)
+    if not model_cfg.trust_remote_code:
+        raise ConfigError(
+            f"model folder {str(folder)!r} needs custom Python code to load ({names}); lmforge does not run it "
+            "unless you set model.trust_remote_code: true (--trust-remote-code) after reading those files"
+        )
+    for name in files:
+        path = folder / name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+        logger.warning("trust_remote_code: will run %s (sha256 %s)", path, digest)
+
+
+def remote_code_files(folder: Path) -> list[str]:
+    """Python files named by `auto_map` in the folder's config.json / tokenizer_config.json."""
+    modules: set[str] = set()
+    for config_name in CONFIG_FILES:
+        path = folder / config_name
+        if not path.is_file():
+            continue
+        try:
+            auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") or {}
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise ConfigError(f"{path}: not a valid JSON object ({exc})") from None
+        for value in auto_map.values():
+            for ref in value if isinstance(value, list) else [value]:
+                if ref:  # "module.Class" or "repo--module.Class"; tokenizer entries may be [slow, None]
+                    modules.add(ref.split("--")[-1].rsplit(".", 1)[0] + ".py")
+    return sorted(modules)
+
+
+def check_safetensors_only(name_or_path: str) -> None:
+    """A local folder must hold safetensors weights; pickle weights could run code when loaded (QUALITY D1)."""
+    if not _is_local(name_or_path):
+        return  # hub downloads are restricted by use_safetensors=True
+    folder = Path(os.path.expanduser(name_or_path))
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ConfigError(
+            f"model folder {str(folder)!r} has only pickle weights ({', '.join(pickles)}), which can run code when "
+            "loaded; lmforge loads safetensors only. Convert them in a trusted environment, e.g. "
+            "model.save_pretrained(dir, safe_serialization=True)"
+        )
+    raise ConfigError(f"model folder {str(folder)!r} has no *.safetensors weights")
+
+
+def _from_pretrained(load: Any, model_cfg: ModelConfig, what: str, **kwargs: Any) -> Any:
+    """Call a transformers `from_pretrained`, turning user-caused failures into a `ConfigError`."""
+    try:
+        return load(
+            model_cfg.name_or_path,
+            revision=model_cfg.revision,
+            trust_remote_code=model_cfg.trust_remote_code,
+            **kwargs,
+        )
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ConfigError(
+            f"{what} {model_cfg.name_or_path!r} needs custom Python code from its repository to load; lmforge does "
+            "not run it unless you set model.trust_remote_code: true (--trust-remote-code) after reading that code"
+        ) from None
+    except OSError as exc:
+        if _is_local(model_cfg.name_or_path):
+            raise ConfigError(f"cannot load the {what} from {model_cfg.name_or_path!r}: {exc}") from None
+        raise ConfigError(
+            f"cannot load the {what} {model_cfg.name_or_path!r}: it is not a local folder, and it is not in the "
+            "Hugging Face cache or the hub is unreachable (offline?). Download it once with network access "
+            f"(huggingface-cli download {model_cfg.name_or_path}) or give a local folder. Details: {exc}"
+        ) from None
