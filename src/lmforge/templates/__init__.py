@@ -1,6 +1,7 @@
 """Chat templates: conversations -> token ids split at assistant turns (see `base.ChatTemplate`)."""
 
 from lmforge.templates.base import ChatTemplate, EncodedTurn, Message
+from lmforge.templates.encoding import has_control_text
 from lmforge.templates.registry import TEMPLATES, check_template_matches_tokenizer, get_template, template_names
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "Message",
     "check_template_matches_tokenizer",
     "get_template",
+    "has_control_text",
     "template_names",
 ]

@@ -84,3 +84,11 @@ def turns_from_segments(tokenizer: Any, segments: list[tuple[list[Piece], bool]]
 
 def ids_from_segments(tokenizer: Any, segments: list[tuple[list[Piece], bool]]) -> list[int]:
     return [i for ids in encode_segments(tokenizer, [pieces for pieces, _ in segments]) for i in ids]
+
+
+def has_control_text(tokenizer: Any, messages: list[dict]) -> bool:
+    """Whether any message content contains special-token text (the data layer counts such rows, QUALITY A16)."""
+    pattern = _special_pattern(tuple(special_tokens_of(tokenizer)))
+    return pattern is not None and any(
+        isinstance(m.get("content"), str) and pattern.search(m["content"]) for m in messages
+    )

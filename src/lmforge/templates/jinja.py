@@ -59,11 +59,20 @@ def _cut(pieces: list[Piece], start: int, end: int) -> list[Piece]:
 class JinjaTemplate(ChatTemplate):
     """Renders a Jinja chat template; message contents are marked as user text so A16 holds here too."""
 
-    def __init__(self, source: str, name: str = "auto", **template_kwargs: Any) -> None:
+    def __init__(self, source: str, name: str = "auto", tokenizer: Any = None, **template_kwargs: Any) -> None:
         self.name = name
         self.source = source
         self.template_kwargs = template_kwargs
         compile_template(source)  # fail early on syntax errors
+        if tokenizer is not None:  # describe the format like a named template does
+            stops = self.stop_token_ids(tokenizer)
+            self.eos_token = tokenizer.convert_ids_to_tokens(stops[0]) if stops else ""
+            try:
+                first = self.render_text(tokenizer, [{"role": "user", "content": "x"}])
+            except DataError:
+                first = ""
+            bos = tokenizer.bos_token
+            self.bos_token = bos if bos and first.startswith(bos) else None
 
     def jinja(self) -> str | None:
         return self.source

@@ -58,7 +58,7 @@ def get_template(name: str, tokenizer: Any) -> ChatTemplate:
             + ", ".join(TEMPLATES.names())
         )
     logger.info("template: auto — using the tokenizer's own chat template")
-    return JinjaTemplate(source, name=AUTO)
+    return JinjaTemplate(source, name=AUTO, tokenizer=tokenizer)
 
 
 def _ids(template: ChatTemplate, tokenizer: Any, messages: list[dict]) -> list[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from jinja2.exceptions import SecurityError
 
-from lmforge.templates import check_template_matches_tokenizer, get_template, template_names
+from lmforge.templates import check_template_matches_tokenizer, get_template, has_control_text, template_names
 from lmforge.utils.errors import ConfigError, DataError
 from tests.fixtures.tokenizers import FAMILIES, FAMILY_TEMPLATE, load_fixture_tokenizer
 from tests.unit.templates.conversations import chat_ids
@@ -43,6 +43,15 @@ def test_special_token_text_in_content_is_encoded_as_text(family, name):
     for token_id in tok.all_special_ids:
         assert injected.count(token_id) == plain.count(token_id), tok.convert_ids_to_tokens(token_id)
     assert CONTROL_TEXT in tok.decode(injected)
+    assert has_control_text(tok, conv(f"Hi {CONTROL_TEXT}")) and not has_control_text(tok, conv())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_template_describes_bos_and_end_of_turn(family):
+    tok = tokenizer(family)
+    auto, named = get_template("auto", tok), get_template(FAMILY_TEMPLATE[family], tok)
+    assert auto.bos_token == named.bos_token
+    assert auto.stop_token_ids(tok)[0] == named.stop_token_ids(tok)[0]
 
 
 def test_unknown_template_name_lists_valid_names():
