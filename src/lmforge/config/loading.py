@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from lmforge.config.schema import DatasetSpec, RunConfig
+from lmforge.config.schema import LMFORGE_TRAIN_KEYS, DatasetSpec, RunConfig
 from lmforge.utils.errors import ConfigError, did_you_mean
 
 
@@ -162,6 +162,9 @@ def validate_training_arguments(train: dict[str, Any]) -> dict[str, Any]:
     fields = training_argument_fields()
     result: dict[str, Any] = {}
     for key, value in train.items():
+        if key in LMFORGE_TRAIN_KEYS:
+            result[key] = _convert_scalar(value, LMFORGE_TRAIN_KEYS[key], f"train.{key}")
+            continue
         if key not in fields:
             raise ConfigError(
                 f"unknown config key 'train.{key}' (not a TrainingArguments field){did_you_mean(key, fields)}"

@@ -13,6 +13,9 @@ from typing import Any, Literal
 STAGES = ("pt", "sft")
 METHODS = ("full", "freeze", "lora")
 DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text")
+# `train:` keys lmforge reads itself; they are not TrainingArguments fields (transformers 5 dropped
+# `overwrite_output_dir`; we keep its meaning: allow starting a fresh run in a non-empty output_dir).
+LMFORGE_TRAIN_KEYS: dict[str, type] = {"overwrite_output_dir": bool}
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:

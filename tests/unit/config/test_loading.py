@@ -119,3 +119,10 @@ def test_override_without_equals_is_rejected() -> None:
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_overwrite_output_dir_is_accepted_though_transformers_dropped_it(config_file: Path) -> None:
+    cfg = load_config(config_file, ["train.overwrite_output_dir=true"])
+    assert cfg.train["overwrite_output_dir"] is True
+    with pytest.raises(ConfigError, match=r"train\.overwrite_output_dir: expected true or false"):
+        load_config(config_file, ["train.overwrite_output_dir=yes please"])
