@@ -28,13 +28,6 @@ def store_chat_template(tokenizer: Any, template: Any, template_name: str) -> No
         logger.info("stored the %r chat template in the tokenizer", template_name)
 
 
-def log_parameter_counts(model: Any) -> None:
-    from lmforge.methods import count_parameters
-
-    trainable, total = count_parameters(model)
-    logger.info("trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
-
-
 def build_trainer(cfg: RunConfig, model: Any, tokenizer: Any, data: Any, token_metrics: bool) -> LmforgeTrainer:
     """A trainer over the bundle's datasets with lmforge's collator, logs and (optionally) token accuracy."""
     from lmforge.data.collators import make_collator

@@ -6,7 +6,7 @@ tokenizer -> text blocks -> model -> tuning method -> Trainer -> final adapter/m
 from __future__ import annotations
 
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import build_trainer, log_parameter_counts, train_and_save
+from lmforge.stages.common import build_trainer, train_and_save
 
 
 def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
@@ -18,8 +18,7 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     data = build_datasets(cfg, tokenizer, None)  # no chat template: documents are encoded as they are
 
     model = load_model(cfg.model, tokenizer)
-    model = prepare_model(model, cfg.method, cfg.model)
-    log_parameter_counts(model)
+    model = prepare_model(model, cfg.method, cfg.model)  # logs the trainable parameter count
 
     trainer = build_trainer(cfg, model, tokenizer, data, token_metrics=False)
     return train_and_save(trainer, cfg, resume)

@@ -6,7 +6,7 @@ tokenizer -> template -> datasets -> model -> tuning method -> Trainer -> final 
 from __future__ import annotations
 
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import build_trainer, log_parameter_counts, store_chat_template, train_and_save
+from lmforge.stages.common import build_trainer, store_chat_template, train_and_save
 
 
 def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
@@ -21,8 +21,7 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     data = build_datasets(cfg, tokenizer, template)
 
     model = load_model(cfg.model, tokenizer)
-    model = prepare_model(model, cfg.method, cfg.model)
-    log_parameter_counts(model)
+    model = prepare_model(model, cfg.method, cfg.model)  # logs the trainable parameter count
 
     trainer = build_trainer(cfg, model, tokenizer, data, token_metrics=True)
     return train_and_save(trainer, cfg, resume)

@@ -39,6 +39,8 @@ def _device_defaults(cfg: RunConfig) -> dict[str, Any]:
     defaults: dict[str, Any] = {}
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         defaults["ddp_backend"] = "gloo"  # NCCL needs GPUs; gloo runs DDP on CPU
+    if not torch.cuda.is_available():
+        defaults["dataloader_pin_memory"] = False  # pinning needs an accelerator; on CPU it only warns
     if (
         torch.cuda.is_available()
         and cfg.model.dtype in ("auto", "bfloat16")

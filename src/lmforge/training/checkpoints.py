@@ -109,6 +109,8 @@ def verify_checkpoint(checkpoint: Path) -> None:
 
 def find_resume_checkpoint(output_dir: str | Path, verify: bool = True) -> str | None:
     """The newest complete checkpoint in `output_dir` (verified against its manifest), or None."""
+    for staging in sorted(Path(output_dir).glob(f"checkpoint-*{STAGING_SUFFIX}")):
+        logger.warning("%s: incomplete, skipped (interrupted while saving)", staging)
     for checkpoint in list_checkpoints(output_dir):
         if not is_complete(checkpoint):
             logger.warning("%s: incomplete, skipped (no %s)", checkpoint, MARKER)
@@ -116,8 +118,6 @@ def find_resume_checkpoint(output_dir: str | Path, verify: bool = True) -> str |
         if verify:
             verify_checkpoint(checkpoint)
         return str(checkpoint)
-    for staging in sorted(Path(output_dir).glob(f"checkpoint-*{STAGING_SUFFIX}")):
-        logger.warning("%s: incomplete, skipped (interrupted while saving)", staging)
     return None
 
 
