@@ -26,6 +26,9 @@ SIZES: dict[str, dict[str, int]] = {
     "small": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "intermediate_size": 1376},
 }
 PAD_TOKEN = "<|pad|>"
+# tokens transformers' tokenizer class for the architecture adds on load unless present (Qwen2Tokenizer's unk)
+ARCH_SPECIALS = {"qwen2": ("<|endoftext|>",)}
+PROBE_TEXT = "Hello  world\n\n 12345 héllo — 中文\tend."
 VOCAB_MULTIPLE = 64
 MAX_POSITIONS = 4096
 DEFAULT_CORPUS = ("alpaca_en_demo.json", "c4_demo.jsonl", "wiki_demo.txt")
@@ -45,7 +48,7 @@ def init_model(
     if size not in SIZES:
         raise ConfigError(f"unknown model size {size!r}; valid sizes: {', '.join(SIZES)}")
     chat_template = get_template(template, None)
-    tokenizer = train_tokenizer(iter_corpus_texts(corpus or default_corpus()), chat_template, vocab_size)
+    tokenizer = train_tokenizer(iter_corpus_texts(corpus or default_corpus()), chat_template, vocab_size, arch)
     model = build_model(arch, tokenizer, seed, **SIZES[size])
     model.generation_config.eos_token_id = chat_template.stop_token_ids(tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -54,6 +57,7 @@ def init_model(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    check_reloads_identically(out, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("wrote %s: %s %s, %d params, vocab %d", out, arch, size, n_params, len(tokenizer))
 
@@ -83,7 +87,7 @@ def iter_corpus_texts(paths: Iterable[str]) -> Iterator[str]:
             else:
                 for lineno, line in enumerate(f, 1):
                     if line.strip():
-                        yield from _strings(_parse_json(line, path, lineno))
+                        yield from _strings(_parse_json(line.strip(), path, lineno))
 
 
 def _parse_json(text: str, path: Path, lineno: int) -> Any:
@@ -104,20 +108,39 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def special_tokens_for(template: ChatTemplate) -> list[str]:
+def special_tokens_for(template: ChatTemplate, arch: str = "llama") -> list[str]:
     """BOS (if the family has one), the template's special tokens, its end-of-turn token and a pad token."""
     tokens = [template.bos_token, *template.special_tokens, template.eos_token, PAD_TOKEN]
+    tokens += ARCH_SPECIALS.get(arch, ())
     return list(dict.fromkeys(t for t in tokens if t))
 
 
-def train_tokenizer(texts: Iterable[str], template: ChatTemplate, vocab_size: int) -> Any:
+def _set_pre_tokenization(backend: Any, arch: str) -> None:
+    """The pipeline transformers' tokenizer class for `arch` rebuilds on load (Qwen2Tokenizer has its own)."""
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    if arch == "qwen2":
+        from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+        backend.normalizer = normalizers.NFC()
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+
+
+def train_tokenizer(texts: Iterable[str], template: ChatTemplate, vocab_size: int, arch: str = "llama") -> Any:
     """A byte-level BPE tokenizer (any text encodes, no unknown token) with the template's specials and Jinja."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = special_tokens_for(template)
+    specials = special_tokens_for(template, arch)
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    _set_pre_tokenization(backend, arch)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -145,6 +168,16 @@ def train_tokenizer(texts: Iterable[str], template: ChatTemplate, vocab_size: in
     )
     tokenizer.chat_template = template.jinja()
     return tokenizer
+
+
+def check_reloads_identically(folder: Path, tokenizer: Any) -> None:
+    """transformers may load a different tokenizer class for the architecture; make sure it encodes the same."""
+    from transformers import AutoTokenizer
+
+    reloaded = AutoTokenizer.from_pretrained(folder)
+    probe = PROBE_TEXT + "".join(tokenizer.all_special_tokens)
+    if len(reloaded) != len(tokenizer) or reloaded(probe)["input_ids"] != tokenizer(probe)["input_ids"]:
+        raise RuntimeError(f"tokenizer saved in {folder} loads as {type(reloaded).__name__} and encodes differently")
 
 
 def build_model(arch: str, tokenizer: Any, seed: int, tie_word_embeddings: bool = False, **dims: int) -> Any:

@@ -7,6 +7,7 @@ cached while offline, custom code, pickle weights) become `ConfigError`s saying 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -179,6 +180,7 @@ def _from_pretrained(load: Any, model_cfg: ModelConfig, what: str, **kwargs: Any
             model_cfg.name_or_path,
             revision=model_cfg.revision,
             trust_remote_code=model_cfg.trust_remote_code,
+            **_hub_kwargs(model_cfg),
             **kwargs,
         )
     except ValueError as exc:
@@ -196,3 +198,34 @@ def _from_pretrained(load: Any, model_cfg: ModelConfig, what: str, **kwargs: Any
             "Hugging Face cache or the hub is unreachable (offline?). Download it once with network access "
             f"(huggingface-cli download {model_cfg.name_or_path}) or give a local folder. Details: {exc}"
         ) from None
+
+
+def _hub_kwargs(model_cfg: ModelConfig) -> dict[str, Any]:
+    """Fail fast when the hub is unreachable (QUALITY B12): use the cached copy, or say it is missing.
+
+    Without this, every file lookup retries with backoff for about 20 s before falling back to the cache.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if _is_local(model_cfg.name_or_path) or constants.is_offline_mode() or _hub_reachable(constants.ENDPOINT):
+        return {}
+    cached = try_to_load_from_cache(model_cfg.name_or_path, "config.json", revision=model_cfg.revision)
+    if isinstance(cached, str):
+        logger.warning("the Hugging Face hub is unreachable; using the cached copy of %s", model_cfg.name_or_path)
+        return {"local_files_only": True}
+    raise ConfigError(
+        f"model.name_or_path: {model_cfg.name_or_path!r} is not a local folder and not in the Hugging Face cache, "
+        f"and the hub ({constants.ENDPOINT}) is unreachable. Download it once with network access "
+        f"(hf download {model_cfg.name_or_path}) or give a local folder"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _hub_reachable(endpoint: str) -> bool:
+    from huggingface_hub import get_session
+
+    try:
+        get_session().head(endpoint, timeout=5)
+    except Exception:  # any network failure (DNS, refused, timeout, proxy) means unreachable
+        return False
+    return True
