@@ -9,11 +9,7 @@ import importlib.util
 import os
 from typing import Any
 
-from lmforge.config.schema import RunConfig
-
-# `train:` keys that lmforge reads itself and that are not TrainingArguments fields (transformers 5 dropped
-# `overwrite_output_dir`; we keep its meaning: allow starting a fresh run in a non-empty output_dir).
-LMFORGE_TRAIN_KEYS = ("overwrite_output_dir",)
+from lmforge.config.schema import LMFORGE_TRAIN_KEYS, RunConfig
 
 
 def default_logging_steps(train: dict[str, Any]) -> int:
@@ -64,7 +60,7 @@ def training_argument_values(cfg: RunConfig) -> dict[str, Any]:
         # model.gradient_checkpointing is applied when the model is loaded (models/loading.py), not here
         **_device_defaults(cfg),
     }
-    values.update({k: v for k, v in cfg.train.items() if k not in LMFORGE_TRAIN_KEYS})
+    values.update({k: v for k, v in cfg.train.items() if k not in LMFORGE_TRAIN_KEYS})  # lmforge reads those
     return values
 
 
