@@ -1,0 +1,1 @@
+"""Loading models and tokenizers for training, and building small random ones (`lmforge init-model`)."""

@@ -176,3 +176,13 @@ def test_uncached_hub_id_fails_fast_when_the_hub_is_unreachable(monkeypatch: pyt
     with pytest.raises(ConfigError, match="not in the Hugging Face cache"):
         load_tokenizer(ModelConfig(name_or_path=f"lmforge-tests/missing-{uuid.uuid4().hex[:8]}"))
     assert time.monotonic() - start < 30
+
+
+def test_cached_hub_model_is_used_offline_when_the_hub_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint: False)
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kw: "/cache/config.json")
+    assert loading._hub_kwargs(ModelConfig(name_or_path="org/model")) == {"local_files_only": True}
