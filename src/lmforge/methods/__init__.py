@@ -29,7 +29,7 @@ def prepare_model(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) 
 
 
 def _is_checkpointing(model: Any) -> bool:
-    # transformers >= 5.21 renamed is_gradient_checkpointing (the old name warns)
+    # recent transformers 5 releases renamed is_gradient_checkpointing (the old name warns)
     new_name = "is_activation_checkpointing"
     return bool(getattr(model, new_name if hasattr(model, new_name) else "is_gradient_checkpointing", False))
 

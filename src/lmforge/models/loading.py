@@ -77,8 +77,9 @@ def load_model(model_cfg: ModelConfig, tokenizer: Any) -> Any:
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if model_cfg.gradient_checkpointing:
-        # transformers >= 5.21 renamed the method; the old name warns. Non-reentrant checkpointing needs no
-        # requires_grad trick on the inputs (prepare_model still adds one when embeddings are frozen).
+        # Recent transformers 5 releases renamed the method (the old name warns); older ones have only the old
+        # name. Non-reentrant checkpointing needs no requires_grad trick on the inputs (prepare_model still adds
+        # one when the embeddings are frozen).
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable({"use_reentrant": False})
     return model
@@ -94,8 +95,8 @@ def resolve_dtype(name: str) -> torch.dtype:
 def resize_embeddings(model: Any, num_tokens: int, multiple: int) -> None:
     """Grow the embeddings to cover `num_tokens` (rounded up to `multiple`); new rows are the mean of old rows.
 
-    The mean (rather than a random draw) keeps a new token's initial logit equal to the average one, so adding
-    tokens does not change what the model predicts before training.
+    With the mean (rather than a random draw) a new token starts with the average input vector and the average
+    logit, so untrained rows cannot dominate the softmax or push hidden states off-distribution.
     """
     old = model.get_input_embeddings().weight.shape[0]
     if num_tokens <= old:
