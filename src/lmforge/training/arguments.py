@@ -34,7 +34,9 @@ def _device_defaults(cfg: RunConfig) -> dict[str, Any]:
 
     defaults: dict[str, Any] = {}
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        defaults["ddp_backend"] = "gloo"  # NCCL needs GPUs; gloo runs DDP on CPU
+        # DDP on CPU: gloo (NCCL needs GPUs), and use_cpu, without which accelerate initialises the process group
+        # but reports DistributedType.NO, so the model is never DDP-wrapped and gradients are never averaged.
+        defaults.update(ddp_backend="gloo", use_cpu=True)
     if not torch.cuda.is_available():
         defaults["dataloader_pin_memory"] = False  # pinning needs an accelerator; on CPU it only warns
     if (

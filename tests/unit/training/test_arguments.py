@@ -27,3 +27,11 @@ def test_padded_runs_count_non_padding_tokens(tmp_path):
 def test_user_values_win(tmp_path):
     args = build_training_arguments(cfg_with(tmp_path, logging_steps=7, report_to="none", seed=3))
     assert (args.logging_steps, args.report_to, args.seed) == (7, [], 3)
+
+
+def test_cpu_ddp_uses_gloo_and_cpu_mode(tmp_path, monkeypatch):
+    """Without use_cpu, accelerate sets up gloo but reports no distribution and DDP never wraps the model."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    values = training_argument_values(cfg_with(tmp_path))
+    assert (values["ddp_backend"], values["use_cpu"]) == ("gloo", True)
