@@ -80,6 +80,16 @@ def check_lora_only_options(cfg: RunConfig) -> None:
         raise ConfigError(f"model.adapter_name_or_path needs method.name: lora (got {cfg.method.name!r})")
 
 
+def check_half_precision_needs_autocast(cfg: RunConfig) -> None:
+    """full/freeze keep trainable weights in fp32 for stable updates, so half-precision weights need autocast."""
+    half = {"bfloat16": "bf16", "float16": "fp16"}.get(cfg.model.dtype)
+    if half and cfg.method.name in ("full", "freeze") and not cfg.train.get(half):
+        raise ConfigError(
+            f"model.dtype: {cfg.model.dtype} with method.name: {cfg.method.name} trains fp32 copies of the "
+            f"weights; set train.{half}: true (mixed precision) or model.dtype: float32/auto"
+        )
+
+
 RULES: list[Callable[[RunConfig], None]] = [
     check_stage_known,
     check_method_known,
@@ -91,6 +101,7 @@ RULES: list[Callable[[RunConfig], None]] = [
     check_streaming_needs_max_steps,
     check_interleave_probs,
     check_lora_only_options,
+    check_half_precision_needs_autocast,
 ]
 
 

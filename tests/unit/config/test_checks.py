@@ -64,6 +64,11 @@ def test_valid_config_passes_every_rule() -> None:
             make(model={"adapter_name_or_path": "a"}, method={"name": "full"}),
             "needs method.name: lora",
         ),
+        (
+            checks.check_half_precision_needs_autocast,
+            make(model={"dtype": "bfloat16"}, method={"name": "full"}),
+            "set train.bf16: true",
+        ),
     ],
 )
 def test_rule_rejects_bad_combination(rule, cfg: RunConfig, message: str) -> None:
@@ -74,3 +79,10 @@ def test_rule_rejects_bad_combination(rule, cfg: RunConfig, message: str) -> Non
 def test_every_rule_is_registered() -> None:
     defined = {name for name in dir(checks) if name.startswith("check_") and name != "check_config"}
     assert defined == {rule.__name__ for rule in checks.RULES}
+
+
+def test_half_precision_with_autocast_or_lora_is_accepted() -> None:
+    checks.check_half_precision_needs_autocast(
+        make(model={"dtype": "bfloat16"}, method={"name": "full"}, train={"bf16": True})
+    )
+    checks.check_half_precision_needs_autocast(make(model={"dtype": "float16"}, method={"name": "lora"}))
