@@ -93,3 +93,16 @@ def test_non_empty_output_dir_is_refused_without_resume(tiny_model_dir, referenc
     result = cli(reference.parent / "run.yaml")
     assert result.returncode == 2
     assert "is not empty" in result.stderr and "--resume" in result.stderr
+
+
+def test_same_seed_is_bitwise_reproducible_and_another_seed_is_not(tmp_path, tiny_model_dir, reference):
+    """QUALITY C20: same config and seed twice -> identical logs and weights; another seed gives another run."""
+    config = write_config(tmp_path / "again", tiny_model_dir)
+    assert cli(config).returncode == 0
+    ref, again = step_log(reference), step_log(tmp_path / "again" / "out")
+    assert [again[s]["loss"] for s in again] == [ref[s]["loss"] for s in ref]
+    assert max_weight_diff(final_weights(tmp_path / "again" / "out"), final_weights(reference)) == 0.0
+
+    other = write_config(tmp_path / "other", tiny_model_dir)
+    assert cli(other, "train.seed=8").returncode == 0
+    assert step_log(tmp_path / "other" / "out")[1]["loss"] != ref[1]["loss"]
