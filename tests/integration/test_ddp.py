@@ -15,6 +15,7 @@ from tests.integration.runs import write_config as _write_config
 
 pytestmark = pytest.mark.slow
 STEPS = 10
+CHECKPOINTS = {"save_strategy": "steps", "save_steps": 5}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
@@ -37,14 +38,29 @@ def single(tmp_path_factory, tiny_model_dir) -> Path:
     return config.parent / "out"
 
 
-def test_two_process_ddp_equals_single_process(tmp_path, tiny_model_dir, single):
-    config = write_config(tmp_path, tiny_model_dir, batch=4, save_strategy="steps", save_steps=5)
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory, tiny_model_dir) -> Path:
+    config = write_config(tmp_path_factory.mktemp("ddp"), tiny_model_dir, batch=4, **CHECKPOINTS)
     result = cli(config, launcher=TORCHRUN)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = tmp_path / "out"
-    assert losses(out) == pytest.approx(losses(single), abs=1e-5)
-    assert max_weight_diff(final_weights(out), final_weights(single)) <= 1e-5
-    assert Path(find_resume_checkpoint(out)).name == f"checkpoint-{STEPS}"  # sealed once, by rank 0
+    return config.parent / "out"
+
+
+def test_two_process_ddp_equals_single_process(ddp, single):
+    assert losses(ddp) == pytest.approx(losses(single), abs=1e-5)
+    assert max_weight_diff(final_weights(ddp), final_weights(single)) <= 1e-5
+    assert Path(find_resume_checkpoint(ddp)).name == f"checkpoint-{STEPS}"  # sealed once, by rank 0
+
+
+def test_ddp_resume_after_killing_both_ranks_equals_uninterrupted_ddp(tmp_path, tiny_model_dir, ddp):
+    config = write_config(tmp_path, tiny_model_dir, batch=4, **CHECKPOINTS)
+    killed = cli(config, fault="kill_after_step=7", launcher=TORCHRUN)  # every rank SIGKILLs itself
+    assert killed.returncode != 0 and max(step_log(tmp_path / "out")) == 7
+    resumed = cli(config, "--resume", launcher=TORCHRUN)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "checkpoint-5" in resumed.stderr
+    assert losses(tmp_path / "out")[5:] == pytest.approx(losses(ddp)[5:], abs=1e-6)
+    assert max_weight_diff(final_weights(tmp_path / "out"), final_weights(ddp)) <= 1e-6
 
 
 def test_per_rank_normalisation_is_caught(tmp_path, tiny_model_dir, single):
