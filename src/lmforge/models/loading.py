@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from lmforge.config.schema import ModelConfig
+from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 
@@ -71,7 +72,10 @@ def load_model(model_cfg: ModelConfig, tokenizer: Any) -> Any:
         attn_implementation=model_cfg.attn_implementation,
         use_safetensors=True,
     )
-    logger.info("loaded %s (%s, attention %s)", type(model).__name__, dtype, model_cfg.attn_implementation)
+    if model_cfg.attn_implementation == "sdpa" and supports_packed_sdpa(model.config):
+        # Same maths as stock SDPA, but packed/padding-free rows attend per sample (see models/attention.py).
+        model.set_attn_implementation(register_packed_sdpa())
+    logger.info("loaded %s (%s, attention %s)", type(model).__name__, dtype, model.config._attn_implementation)
     resize_embeddings(model, len(tokenizer), model_cfg.resize_vocab_multiple)
     model.config.use_cache = False
     if model.generation_config is not None and model.generation_config.pad_token_id is None:

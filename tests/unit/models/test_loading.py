@@ -14,6 +14,7 @@ import torch
 
 from lmforge.config.schema import ModelConfig
 from lmforge.models import loading
+from lmforge.models.attention import PACKED_SDPA
 from lmforge.models.loading import load_model, load_tokenizer, resolve_dtype
 from lmforge.utils.errors import ConfigError
 from tests.fixtures.tokenizers import load_fixture_tokenizer
@@ -82,7 +83,7 @@ def test_model_is_ready_to_train(tiny_model_dir: Path) -> None:
     cfg = ModelConfig(name_or_path=str(tiny_model_dir), gradient_checkpointing=True)
     model = load_model(cfg, load_tokenizer(cfg))
     assert model.config.use_cache is False
-    assert model.config._attn_implementation == "sdpa"
+    assert model.config._attn_implementation == PACKED_SDPA  # "sdpa" that attends per packed sample
     assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
 
