@@ -15,18 +15,20 @@ from tests.integration.runs import cli, final_weights, load, max_weight_diff, st
 from tests.integration.runs import write_config as _write_config
 
 pytestmark = pytest.mark.slow
-MAX_STEPS = 20  # 40 rows / batch 4 = 10 steps per epoch: two epochs, checkpoints at 5, 10, 15, 20
+# 40 rows / batch 4 = 10 steps per epoch: checkpoint-10 sits on the epoch boundary, checkpoint-15 mid-epoch 2 (B3).
+MAX_STEPS = 20
 
 
-def write_config(folder: Path, model_dir: Path) -> Path:
+def write_config(folder: Path, model_dir: Path, **train) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     data = write_alpaca(folder / "data.json", varied_rows(40))
     return _write_config(
         folder,
         model_dir,
         data,
+        data={"cutoff_len": 256},
         method={"lora_dropout": 0.1},  # dropout makes the result depend on the restored RNG state
-        train={"max_steps": MAX_STEPS, "save_strategy": "steps", "save_steps": 5, "save_total_limit": 3},
+        train={"max_steps": MAX_STEPS, "save_strategy": "steps", "save_steps": 5, "save_total_limit": 3, **train},
     )
 
 
@@ -64,6 +66,19 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, tiny_model_dir,
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "checkpoint-15" in resumed.stderr
     assert_same_as_reference(tmp_path / "out", reference, first_step=16)
+
+
+def test_kill_inside_accumulation_window_replays_the_whole_window(tmp_path, tiny_model_dir):
+    """QUALITY B2: partially accumulated gradients are never saved; resume redoes step 18 from checkpoint-15."""
+    accumulate = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}
+    uninterrupted = write_config(tmp_path / "ref", tiny_model_dir, **accumulate)
+    assert cli(uninterrupted).returncode == 0
+    config = write_config(tmp_path / "run", tiny_model_dir, **accumulate)
+    assert cli(config, fault="kill_at_substep=18:1").returncode == -signal.SIGKILL
+    assert max(step_log(tmp_path / "run" / "out")) == 17
+    resumed = cli(config, "--resume")
+    assert resumed.returncode == 0 and "checkpoint-15" in resumed.stderr
+    assert_same_as_reference(tmp_path / "run" / "out", tmp_path / "ref" / "out", first_step=16)
 
 
 @pytest.mark.parametrize("stage", ["partial_model", "after_optimizer", "before_marker"])
