@@ -38,12 +38,12 @@ def test_seal_renames_staging_and_writes_manifest_of_every_file(tmp_path):
     assert sorted(marker["files"]) == ["adapter_model.safetensors", "sub/rng_state.pth"]
 
 
-def test_resume_picks_newest_complete_and_logs_incomplete_as_skipped(tmp_path, caplog):
+def test_resume_picks_newest_complete_and_logs_incomplete_as_skipped(tmp_path, caplog, monkeypatch):
     make_checkpoint(tmp_path, 5)
     make_checkpoint(tmp_path, 10)
     make_checkpoint(tmp_path, 15, complete=False)
     (tmp_path / "checkpoint-20.tmp").mkdir()
-    logging.getLogger("lmforge").propagate = True
+    monkeypatch.setattr(logging.getLogger("lmforge"), "propagate", True)
     with caplog.at_level(logging.WARNING, logger="lmforge"):
         found = find_resume_checkpoint(tmp_path)
     assert Path(found).name == "checkpoint-10"
