@@ -21,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # config errors surface before the heavy imports
     from lmforge.train import run_training
 
-    run_training(cfg, resume=args.resume)
+    run_training(cfg, resume=args.resume or args.force_resume, force_resume=args.force_resume)
     return 0
 
 
@@ -66,6 +66,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="resume from the newest complete checkpoint in train.output_dir (incomplete ones are skipped)",
+    )
+    p.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="resume even though batch/data/model/method settings changed since the run started (warns with a diff)",
     )
     p.set_defaults(func=cmd_train)
 
