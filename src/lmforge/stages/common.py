@@ -19,8 +19,16 @@ logger = get_logger(__name__)
 
 
 def store_chat_template(tokenizer: Any, template: Any, template_name: str) -> None:
-    """Save the training template in the tokenizer when it has none, so chat/serving render prompts identically."""
-    if template_name == "auto" or getattr(tokenizer, "chat_template", None):
+    """Save the training template in the tokenizer when it has none, so chat/serving render prompts identically;
+    warn (QUALITY A8) when the tokenizer's own template renders conversations differently from the named one."""
+    from lmforge.templates import check_template_matches_tokenizer
+
+    if template_name == "auto":
+        return
+    if getattr(tokenizer, "chat_template", None):
+        mismatch = check_template_matches_tokenizer(template, tokenizer)
+        if mismatch:
+            logger.warning(mismatch)
         return
     jinja = template.jinja()
     if jinja:
