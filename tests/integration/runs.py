@@ -17,6 +17,7 @@ from lmforge.config import RunConfig, load_config
 from lmforge.training.callbacks import read_log
 
 REPO = Path(__file__).resolve().parents[2]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 # Short fixed pairs the C5 overfit test must reproduce exactly.
 QA_PAIRS = [

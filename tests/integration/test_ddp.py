@@ -4,19 +4,17 @@ must differ, so the tolerance cannot hide a wrong loss scale."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from lmforge.training.checkpoints import find_resume_checkpoint
-from tests.integration.runs import cli, final_weights, max_weight_diff, step_log, varied_rows, write_alpaca
+from tests.integration.runs import TORCHRUN, cli, final_weights, max_weight_diff, step_log, varied_rows, write_alpaca
 from tests.integration.runs import write_config as _write_config
 
 pytestmark = pytest.mark.slow
 STEPS = 10
 CHECKPOINTS = {"save_strategy": "steps", "save_steps": 5}
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 def write_config(folder: Path, model_dir: Path, batch: int, **train) -> Path:

@@ -7,6 +7,7 @@ cached while offline, custom code, pickle weights) become `ConfigError`s saying 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -102,16 +103,34 @@ def resize_embeddings(model: Any, num_tokens: int, multiple: int) -> None:
     With the mean (rather than a random draw) a new token starts with the average input vector and the average
     logit, so untrained rows cannot dominate the softmax or push hidden states off-distribution.
     """
-    old = model.get_input_embeddings().weight.shape[0]
+    old = embedding_rows(model.get_input_embeddings().weight)
     if num_tokens <= old:
         return
     model.resize_token_embeddings(num_tokens, pad_to_multiple_of=multiple or None, mean_resizing=False)
-    new = model.get_input_embeddings().weight.shape[0]
-    with torch.no_grad():
-        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
-            if module is not None and module.weight.shape[0] == new:
+    new = embedding_rows(model.get_input_embeddings().weight)
+    modules = [m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+    with _gathered_for_update([m.weight for m in modules]), torch.no_grad():
+        for module in modules:
+            if module.weight.shape[0] == new:
                 module.weight[old:] = module.weight[:old].mean(dim=0, keepdim=True)
     logger.info("resized embeddings %d -> %d rows for %d tokenizer tokens (mean-initialised)", old, new, num_tokens)
+
+
+def embedding_rows(weight: torch.Tensor) -> int:
+    """Rows of an embedding matrix. Under DeepSpeed ZeRO-3 each rank holds an empty local shard and the full
+    shape is `ds_shape`; reading `.shape` there sees 0 rows (and a mean over them writes NaN into the shard)."""
+    return int(getattr(weight, "ds_shape", weight.shape)[0])
+
+
+def _gathered_for_update(params: list[Any]) -> Any:
+    """Under ZeRO-3, the full parameters, with rank 0's edits scattered back on exit; otherwise a no-op."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
 
 
 def _is_local(name_or_path: str) -> bool:

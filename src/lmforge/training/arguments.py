@@ -70,4 +70,22 @@ def build_training_arguments(cfg: RunConfig, **overrides: Any) -> Any:
     """transformers.TrainingArguments for this run (creating it also sets up torch.distributed under torchrun)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(**{**training_argument_values(cfg), **overrides})
+    args = TrainingArguments(**{**training_argument_values(cfg), **overrides})
+    if args.deepspeed:
+        join_deepspeed_to_process_group()
+    return args
+
+
+def join_deepspeed_to_process_group() -> None:
+    """Under torchrun on CPU, use_cpu makes accelerate start a gloo group but skip deepspeed.comm; ZeRO-3's
+    zero.Init (run while the model loads, before the Trainer exists) then sees world size 1 and rejects the batch
+    sizes that transformers computed for the real world size. Wrapping the existing group fixes that; on GPUs
+    accelerate has already done it, and without a process group there is nothing to join."""
+    import torch.distributed
+
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return
+    import deepspeed
+
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend=torch.distributed.get_backend(), auto_mpi_discovery=False)

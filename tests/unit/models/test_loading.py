@@ -73,6 +73,14 @@ def test_embeddings_grow_to_a_multiple_with_mean_rows(tiny_model_dir: Path) -> N
         assert torch.equal(new[512:], old.mean(dim=0, keepdim=True).expand(64, -1))
 
 
+def test_embedding_rows_of_a_zero3_shard_come_from_its_full_shape() -> None:
+    """ZeRO-3 leaves each rank an empty local tensor; its 0 rows made the resize average nothing into NaN."""
+    shard = torch.nn.Parameter(torch.empty(0))
+    shard.ds_shape = torch.Size([512, 32])  # what deepspeed.zero.Init records for the whole matrix
+    assert loading.embedding_rows(shard) == 512
+    assert loading.embedding_rows(torch.zeros(7, 3)) == 7
+
+
 def test_no_resize_when_the_tokenizer_fits(tiny_model_dir: Path) -> None:
     cfg = ModelConfig(name_or_path=str(tiny_model_dir), new_special_tokens=["<x>"])
     model = load_model(cfg, load_tokenizer(cfg))
