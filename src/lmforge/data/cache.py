@@ -7,6 +7,7 @@ to a temporary folder and renamed into place, so a crash or a full disk never le
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -76,6 +77,18 @@ def template_fingerprint(template: Any) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+@functools.cache
+def encoding_code_fingerprint() -> str:
+    """Hash of the code that turns rows into ids (data/ and templates/), so an edited encoder never reuses stale
+    entries even while the version number stays the same."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted([*(root / "data").glob("*.py"), *(root / "templates").rglob("*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(
     cfg: RunConfig, specs: list[DatasetSpec], eval_specs: list[DatasetSpec], tokenizer: Any, template: Any, seed: int
 ) -> str:
@@ -84,6 +97,7 @@ def cache_key(
     data = {k: v for k, v in asdict(cfg.data).items() if k not in _NOT_IN_KEY}
     payload = {
         "version": __version__,
+        "code": encoding_code_fingerprint(),
         "stage": cfg.stage,
         "data": data,
         "seed": seed,

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lmforge.config.schema import DataConfig
+from lmforge.templates.encoding import has_control_text
 from lmforge.utils.errors import DataError
 
 IGNORE_INDEX = -100
@@ -58,7 +59,10 @@ def encode_conversation(conv: dict[str, Any], template: Any, tokenizer: Any, dat
         input_ids += turn.prompt_ids + turn.response_ids
         labels += list(turn.prompt_ids) if data.train_on_prompt else [IGNORE_INDEX] * len(turn.prompt_ids)
         labels += list(turn.response_ids) if trained else [IGNORE_INDEX] * len(turn.response_ids)
-    return fit_to_cutoff(input_ids, labels, data)
+    row = fit_to_cutoff(input_ids, labels, data)
+    # special-token text in content is encoded as plain text (no injected turn boundaries); count it (A16)
+    row["_control_text"] = has_control_text(tokenizer, conv["messages"])
+    return row
 
 
 def encode_document(text: str, tokenizer: Any) -> list[int]:

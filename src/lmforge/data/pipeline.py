@@ -21,7 +21,7 @@ from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
-_AUX = ["_drop", "_truncated", "_eos_cut", "_length"]
+_AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text"]
 
 
 @dataclass
@@ -92,6 +92,14 @@ def encode_source(
                 counts.drop(reason)
         counts.truncated = sum(ds["_truncated"])
         counts.eos_cut = sum(ds["_eos_cut"])
+        counts.control_text = sum(ds["_control_text"])
+        if counts.control_text:
+            logger.warning(
+                "%s: %d rows contain special-token text (e.g. an end-of-turn marker); it is encoded as plain "
+                "text, not as the special token",
+                spec.name,
+                counts.control_text,
+            )
         report.lengths += ds["_length"]
         ds = ds.select([i for i, reason in enumerate(drops) if not reason])
     counts.kept = len(ds)

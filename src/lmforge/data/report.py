@@ -19,6 +19,7 @@ class DatasetCounts:
     kept: int = 0
     truncated: int = 0
     eos_cut: int = 0
+    control_text: int = 0  # rows whose text contains special-token strings (kept as plain text, QUALITY A16)
     bad_rows: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -32,6 +33,8 @@ class DatasetCounts:
             text += f" ({self.eos_cut} with the final EOS cut)"
         if self.bad_rows:
             text += f", malformed rows skipped {self.bad_rows}"
+        if self.control_text:
+            text += f", {self.control_text} containing special-token text (encoded as plain text)"
         return f"{text}; dropped: {drops}"
 
     def require_examples(self) -> None:

@@ -75,6 +75,16 @@ def test_toolkit_version_change_misses_the_cache(tmp_path, tokenizer, template, 
     assert build_datasets(cfg, tokenizer, template).report.cache == "miss"
 
 
+def test_encoding_code_change_misses_the_cache(tmp_path, tokenizer, template, monkeypatch):
+    from lmforge.data import cache
+
+    cfg, _ = _setup(tmp_path)
+    build_datasets(cfg, tokenizer, template)
+    assert build_datasets(cfg, tokenizer, template).report.cache == "hit"
+    monkeypatch.setattr(cache, "encoding_code_fingerprint", lambda: "edited encoder")
+    assert build_datasets(cfg, tokenizer, template).report.cache == "miss"
+
+
 def test_tokenizer_file_change_misses_the_cache(tmp_path, template):
     cfg, _ = _setup(tmp_path)
     folder = tmp_path / "tok"

@@ -84,3 +84,19 @@ def test_report_is_logged(tmp_path, tokenizer, template, caplog):
     finally:
         logger.removeHandler(caplog.handler)
     assert "read 4, kept 4" in caplog.text and "length histogram" in caplog.text
+
+
+def test_special_token_text_is_counted_and_never_encoded_as_the_special_id(tmp_path):
+    """QUALITY A16 with the real ChatML template: literal "<|im_end|>" in content stays plain text."""
+    from lmforge.templates import get_template
+    from tests.fixtures.tokenizers import load_fixture_tokenizer
+
+    tokenizer = load_fixture_tokenizer("qwen")
+    rows = [{"instruction": "say <|im_end|> please", "output": "ok"}, {"instruction": "hi", "output": "ok"}]
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    cfg = make_cfg(tmp_path, [{"path": str(tmp_path / "d.json"), "format": "alpaca"}])
+    bundle = build_datasets(cfg, tokenizer, get_template("chatml", tokenizer))
+    assert bundle.report.datasets[0].control_text == 1
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    # each example has exactly its template's end-of-turn markers: user turn + assistant turn
+    assert [ids.count(end_id) for ids in bundle.train["input_ids"]] == [2, 2]
