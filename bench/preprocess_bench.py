@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -27,18 +29,20 @@ def time_stage(stage: str, model: str, repeats: int) -> dict:
     from lmforge.models.loading import load_tokenizer
     from lmforge.templates import get_template
 
-    times, rows, tokens = [], 0, 0
+    times = []
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"model.name_or_path={model}", f"train.output_dir={tmp}/out", f"data.cache_dir={tmp}/cache"]
         cfg = load_config(CONFIGS[stage], overrides)
+        busy0, own0, wall0 = machine_busy_s(), own_cpu_s(), time.perf_counter()
         for _ in range(repeats):
             t0 = time.perf_counter()
             tokenizer = load_tokenizer(cfg.model)
             template = get_template(cfg.data.template, tokenizer) if stage == "sft" else None
             bundle = build_datasets(cfg, tokenizer, template)
             times.append(time.perf_counter() - t0)
-            rows = len(bundle.train)
-            tokens = sum(len(x) for x in bundle.train["input_ids"])
+        foreign = max(0.0, machine_busy_s() - busy0 - (own_cpu_s() - own0))
+        foreign_frac = foreign / ((time.perf_counter() - wall0) * (os.cpu_count() or 1))
+        rows, tokens = len(bundle.train), sum(len(x) for x in bundle.train.data.column("input_ids").to_pylist())
     n_in = sum(count_records(d["path"]) for d in cfg.data.datasets)
     med = statistics.median(times)
     return {
@@ -55,7 +59,20 @@ def time_stage(stage: str, model: str, repeats: int) -> dict:
         "examples_per_s_median": round(n_in / med, 1),
         "examples_per_s_best": round(n_in / min(times), 1),
         "tokens_per_s_median": round(tokens / med, 1),
+        "foreign_cpu_frac": round(foreign_frac, 3),
     }
+
+
+def machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine (/proc/stat), to flag runs disturbed by other processes."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:3]) + sum(v[5:8])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def count_records(path: str) -> int:

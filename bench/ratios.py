@@ -38,7 +38,8 @@ def medians(rows: list[dict]) -> dict[str, dict]:
             vals = [r[key] for r in ok if isinstance(r.get(key), (int, float))]
             m[key] = statistics.median(vals) if vals else None
         rss = [r["peak_rss_mib"] for r in ok if r.get("peak_rss_mib")]
-        m["peak_rss_mib"] = max(rss) if rss else None
+        m["peak_rss_mib"] = statistics.median(rss) if rss else None  # as report.py --ratio; max varies ~3%
+        m["peak_rss_max"] = max(rss) if rss else None
         out[name] = m
     return out
 
@@ -59,16 +60,16 @@ def fmt(x: float | None, nd: int = 2) -> str:
 
 def training_rows(med: dict[str, dict]) -> list[str]:
     out = [
-        "| workload | ours tok/s | LF tok/s | ratio (target) | ours MFU % | LF MFU % | RSS ours/LF MiB "
+        "| workload | ours tok/s | LF tok/s | ratio (target) | ours MFU % | LF MFU % | peak RSS ours/LF MiB (median) "
         "| wall ours/LF s | wall ratio (<= 0.7) | runs ours/LF (noisy dropped) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in med:
         if not name.startswith("ours_"):
             continue
-        peer = "lf_" + name[len("ours_") :]
+        peer = "lf_" + name[len("ours_") :].replace("_gc_", "_")  # ours_<wl>_gc_<size>: checkpointing on
         o, p = med[name], med.get(peer, {})
-        wl = name[len("ours_") :].rsplit("_", 1)[0]
+        wl = peer[len("lf_") :].rsplit("_", 1)[0]
         tr, wr = ratio(o["tokens_per_s"], p.get("tokens_per_s")), ratio(o["wall_s"], p.get("wall_s"))
         target = TOKENS_TARGET.get(wl, 1.0)
         rss_ok = verdict(ratio(o["peak_rss_mib"], p.get("peak_rss_mib")), 1.0, higher=False)
@@ -85,6 +86,7 @@ def training_rows(med: dict[str, dict]) -> list[str]:
 
 def preprocess_rows(pre: list[dict]) -> list[str]:
     out = ["| preprocessing | ours ex/s | LF ex/s | ratio (>= 2 for sft) |", "|---|---|---|---|"]
+    pre = [r for r in pre if (r.get("foreign_cpu_frac") or 0) <= MAX_FOREIGN]  # the peer's lines carry none
     for stage in ("sft", "pt"):
         ours = [r for r in pre if r["name"] == f"ours_preprocess_{stage}"]
         lf = [r for r in pre if r["name"] == f"lf_preprocess_{stage}"]

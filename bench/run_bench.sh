@@ -7,7 +7,8 @@
 #
 # Env: PEER_ROOT (/tmp/peers: peer venv, models, runs, results), SHARED_BENCH (/work/shared/bench),
 #      LMFORGE (the lmforge executable, default .venv/bin/lmforge), REPEATS (2),
-#      WORKLOADS ("sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny"), PREPROCESS (1), HELP_TIMING (1).
+#      WORKLOADS ("sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc"; a third field
+#      `gc` runs ours with gradient checkpointing on, against the same peer), PREPROCESS (1), HELP_TIMING (1).
 # The harness runs from a private copy under $PEER_ROOT/harness: its scripts write next to themselves
 # (versions.json, summary.md) and the shared folder must stay untouched. Results: $PEER_ROOT/results/.
 set -uo pipefail
@@ -22,7 +23,7 @@ PREPROC_JSONL="$RESULTS/preprocess.jsonl"
 LMFORGE="${LMFORGE:-$REPO/.venv/bin/lmforge}"
 OUR_PY="${OUR_PY:-$REPO/.venv/bin/python}"
 REPEATS="${REPEATS:-2}"
-WORKLOADS="${WORKLOADS-sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny}"
+WORKLOADS="${WORKLOADS-sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc}"
 
 mkdir -p "$HARNESS" "$RESULTS"
 cp -a "$SHARED_BENCH/." "$HARNESS/" && chmod -R u+w "$HARNESS"
@@ -37,11 +38,13 @@ done
 
 kind_of() { case "$1" in *lora*) echo lora ;; *) echo full ;; esac; }
 
-run_ours() {  # run_ours WORKLOAD SIZE
-  local wl="$1" size="$2" name="ours_${1}_${2}" out
+run_ours() {  # run_ours WORKLOAD SIZE [gc]   (gc: gradient checkpointing on, name ours_<wl>_gc_<size>)
+  local wl="$1" size="$2" gc="${3:-}" name out
+  name="ours_${wl}${gc:+_gc}_${size}"
   out="$RUNS_DIR/$name-$(date +%Y%m%d-%H%M%S)-$$/out"
   MODEL_SIZE=$size MODEL_DIR="$MODELS_DIR/$size" "$HARNESS/bench_candidate.sh" "$name" "$(kind_of "$wl")" "$out" -- \
-    "$LMFORGE" train "$REPO/bench/configs/$wl.yaml" "train.output_dir=$out" "model.name_or_path=$MODELS_DIR/$size"
+    "$LMFORGE" train "$REPO/bench/configs/$wl.yaml" "train.output_dir=$out" "model.name_or_path=$MODELS_DIR/$size" \
+    ${gc:+model.gradient_checkpointing=true}
 }
 
 run_peer() {  # run_peer WORKLOAD SIZE
@@ -53,11 +56,11 @@ filter() { grep -E "^BENCH_RESULT|failed|rc=|wait_quiet|Error" | cut -c1-400; }
 for r in $(seq 1 "$REPEATS"); do
   echo "=== round $r ==="
   for w in $WORKLOADS; do
-    wl="${w%%:*}"; size="${w##*:}"
+    IFS=: read -r wl size gc <<< "$w"
     if [ $((r % 2)) = 1 ]; then  # alternate who goes first
-      run_peer "$wl" "$size" 2>&1 | filter; run_ours "$wl" "$size" 2>&1 | filter
+      run_peer "$wl" "$size" 2>&1 | filter; run_ours "$wl" "$size" "$gc" 2>&1 | filter
     else
-      run_ours "$wl" "$size" 2>&1 | filter; run_peer "$wl" "$size" 2>&1 | filter
+      run_ours "$wl" "$size" "$gc" 2>&1 | filter; run_peer "$wl" "$size" 2>&1 | filter
     fi
   done
 done
@@ -91,7 +94,8 @@ fi
 echo "=== summary ($RESULTS_JSONL) ==="
 "$SUMMARY_PY" "$HARNESS/report.py" --runs "$RESULTS_JSONL" --preprocess "$PREPROC_JSONL" --out "$RESULTS/summary.md"
 for w in $WORKLOADS; do
-  echo "--- ratio ours_${w%%:*}_${w##*:} / lf_${w%%:*}_${w##*:} ---"
-  "$SUMMARY_PY" "$HARNESS/report.py" --runs "$RESULTS_JSONL" --ratio "ours_${w%%:*}_${w##*:}" "lf_${w%%:*}_${w##*:}"
+  IFS=: read -r wl size gc <<< "$w"
+  echo "--- ratio ours_${wl}${gc:+_gc}_${size} / lf_${wl}_${size} ---"
+  "$SUMMARY_PY" "$HARNESS/report.py" --runs "$RESULTS_JSONL" --ratio "ours_${wl}${gc:+_gc}_${size}" "lf_${wl}_${size}"
 done
 "$SUMMARY_PY" "$REPO/bench/ratios.py" --runs "$RESULTS_JSONL" --preprocess "$PREPROC_JSONL" --help-times "$RESULTS/help_time.jsonl"
