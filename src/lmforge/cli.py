@@ -49,6 +49,23 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from lmforge.export import export_merged
+
+    meta = export_merged(
+        base=args.model,
+        adapter=args.adapter,
+        output=args.output,
+        dtype=args.dtype,
+        shard_size=args.shard_size,
+        overwrite=args.overwrite,
+        allow_unsafe_pickle=args.allow_unsafe_pickle,
+    )
+    checks = ", ".join(f"{k} {v:.3g}" for k, v in meta["verification"].items())
+    print(f"exported to {args.output} ({args.dtype}); max abs logit diffs: {checks}")
+    return 0
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from lmforge.config.docs import config_reference
 
@@ -115,7 +132,34 @@ def _add_init_model(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_init_model)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_data, _add_init_model]
+UNSAFE_PICKLE_HELP = "load .bin/.pt weights you trust (torch >= 2.6, weights_only=True); refused by default"
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="merge a LoRA adapter into its base model and write a verified safetensors folder",
+        description="Merge a PEFT adapter into the base model (fp32), check on fixed inputs that the merged logits "
+        "equal the adapter model's (max abs diff <= 1e-4) and differ from the base's (> 1e-3), then write sharded "
+        "safetensors, the tokenizer (with chat template), generation_config (stops on the template's end-of-turn "
+        "ids) and lmforge_export.json. Files are staged next to --output and renamed into place at the end.",
+    )
+    p.add_argument("--model", required=True, help="base model folder or hub id the adapter was trained on")
+    p.add_argument("--adapter", required=True, help="adapter folder (a LoRA run's output_dir or checkpoint)")
+    p.add_argument("--output", required=True, help="destination folder (must not exist unless --overwrite)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="saved dtype")
+    p.add_argument("--shard-size", default="2GB", help="maximum safetensors shard size (default 2GB)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
+    p.set_defaults(func=cmd_export)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train,
+    _add_data,
+    _add_init_model,
+    _add_export,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,135 @@
+"""`lmforge export`: base + PEFT adapter -> one verified, standalone safetensors model folder.
+
+The merge runs in fp32 and is checked against the unmerged model before anything is cast or written. Files go to
+a hidden staging folder next to the destination, are reloaded and checked once more, and only then renamed into
+place, so a crash never leaves a half-written destination and a rerun starts clean (QUALITY B15, C10, D16).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmforge.config.schema import ModelConfig
+from lmforge.export.verify import (
+    ExportError,
+    check_merge,
+    check_written,
+    check_written_logits,
+    fixed_inputs,
+    logits_of,
+)
+from lmforge.models.adapters import attach_adapter, check_vocab_covers, load_base_model, tokenizer_source
+from lmforge.models.loading import PICKLE_SUFFIXES, check_remote_code, resolve_dtype
+from lmforge.utils.errors import ConfigError
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+METADATA = "lmforge_export.json"
+
+
+def export_merged(
+    base: str,
+    adapter: str,
+    output: str,
+    dtype: str = "float32",
+    shard_size: str = "2GB",
+    overwrite: bool = False,
+    allow_unsafe_pickle: bool = False,
+) -> dict[str, Any]:
+    """Merge `adapter` into `base`, verify, and publish at `output`; returns the metadata written there."""
+    out = Path(output).expanduser()
+    if out.exists() and not overwrite:
+        raise ConfigError(f"export destination {str(out)!r} already exists; pass --overwrite or choose another folder")
+    tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter))
+    base_model = load_base_model(base, torch.float32, allow_unsafe_pickle)
+    peft_model = attach_adapter(base_model, adapter, allow_unsafe_pickle)
+    check_vocab_covers(peft_model, tokenizer)
+    inputs = fixed_inputs(min(len(tokenizer), peft_model.get_input_embeddings().num_embeddings))
+    merged, numbers, unmerged = merge_verified(peft_model, inputs)
+    merged = merged.to(resolve_dtype(dtype))
+    set_generation_stops(merged, tokenizer)
+    metadata = {"base": base, "adapter": adapter, "dtype": dtype, "verification": numbers}
+    staging = _staging_dir(out, "tmp")
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed export
+    try:
+        write_model(merged, tokenizer, staging, shard_size)
+        reloaded = load_base_model(str(staging), merged.dtype)
+        check_written(reloaded, merged)
+        numbers["written_vs_unmerged"] = check_written_logits(logits_of(reloaded, inputs), unmerged, merged.dtype)
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("exported %s + %s to %s (%s): %s", base, adapter, out, dtype, numbers)
+    return metadata
+
+
+def load_plain_tokenizer(path: str) -> Any:
+    """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code."""
+    from transformers import AutoTokenizer
+
+    check_remote_code(ModelConfig(name_or_path=path))
+    return AutoTokenizer.from_pretrained(path)
+
+
+def merge_verified(peft_model: Any, inputs: torch.Tensor) -> tuple[Any, dict[str, float], torch.Tensor]:
+    """`merge_and_unload` in fp32, with the merged, unmerged and base logits compared on fixed inputs.
+
+    Returns the merged model, the verification numbers and the unmerged logits (the reference for the files)."""
+    unmerged = logits_of(peft_model, inputs)
+    with peft_model.disable_adapter():
+        base = logits_of(peft_model, inputs)
+    merged = peft_model.merge_and_unload()
+    numbers = check_merge(logits_of(merged, inputs), unmerged, base)
+    logger.info(
+        "merge check: max abs logit diff merged vs unmerged %.3g (<= 1e-4), merged vs base %.3g (> 1e-3)",
+        numbers["merged_vs_unmerged"],
+        numbers["merged_vs_base"],
+    )
+    return merged, numbers, unmerged
+
+
+def set_generation_stops(model: Any, tokenizer: Any) -> None:
+    """Generation stops on every end-of-turn id of the tokenizer's chat template (plus EOS), pads with its pad."""
+    from lmforge.templates import get_template
+
+    config = model.generation_config
+    if getattr(tokenizer, "chat_template", None):
+        stops = get_template("auto", tokenizer).stop_token_ids(tokenizer)
+        config.eos_token_id = stops[0] if len(stops) == 1 else stops
+    if tokenizer.pad_token_id is not None:
+        config.pad_token_id = tokenizer.pad_token_id
+
+
+def write_model(model: Any, tokenizer: Any, folder: Path, shard_size: str) -> None:
+    """Sharded safetensors, tokenizer (with its chat template), generation config; never a pickle file (D16)."""
+    folder.mkdir(parents=True)
+    model.config.use_cache = True
+    model.save_pretrained(folder, max_shard_size=shard_size)
+    tokenizer.save_pretrained(folder)
+    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ExportError(f"export wrote pickle files ({', '.join(pickles)}); only safetensors are allowed")
+
+
+def _staging_dir(out: Path, kind: str) -> Path:
+    return out.parent / f".{out.name}.lmforge-{kind}"
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Rename the finished folder into place; an existing destination is moved aside first, then deleted."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if out.exists():
+        old = _staging_dir(out, "old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
