@@ -66,6 +66,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from lmforge.inference.chat import ChatSession, answer_prompts, interactive_chat
+    from lmforge.inference.engine import GenerationOptions, load_engine
+
+    options = GenerationOptions(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
+    engine = load_engine(args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle)
+    if args.prompt:
+        answer_prompts(engine, args.prompt, options, args.system, sys.stdout)
+    elif args.interactive or sys.stdin.isatty():
+        interactive_chat(ChatSession(engine, options, args.system), sys.stdin, sys.stdout)
+    else:  # piped input: one prompt per non-empty line
+        answer_prompts(
+            engine, (line.rstrip("\n") for line in sys.stdin if line.strip()), options, args.system, sys.stdout
+        )
+    return 0
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from lmforge.config.docs import config_reference
 
@@ -154,11 +178,37 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _add_chat(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "chat",
+        help="chat with a model (+ adapter): interactive, --prompt, or one prompt per stdin line",
+        description="Prompts are built by the same template code as training (ids identical to the training "
+        "prefix) and generation stops on every end-of-turn id of the template. Interactive when stdin is a "
+        "terminal (streamed replies, history, /clear, /exit); with --prompt or piped stdin, one reply per prompt.",
+    )
+    p.add_argument("--model", required=True, help="model folder or hub id (a base model or an export)")
+    p.add_argument("--adapter", help="PEFT adapter folder to apply (its tokenizer is used when it has one)")
+    p.add_argument("--template", default="auto", help="chat template name, or auto = the tokenizer's (default)")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--prompt", action="append", help="a prompt to answer (repeatable); no interactive session")
+    p.add_argument("--interactive", action="store_true", help="interactive session even when stdin is not a tty")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto", help="weights dtype")
+    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
+    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
+    p.add_argument("--top-k", type=int, default=50, help="sample from the k most likely tokens (default 50)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="reply length limit (default 512)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default 1.0)")
+    p.add_argument("--seed", type=int, help="seed for sampling (reproducible replies)")
+    p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
+    p.set_defaults(func=cmd_chat)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
     _add_init_model,
     _add_export,
+    _add_chat,
 ]
 
 

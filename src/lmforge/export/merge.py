@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from lmforge.config.schema import ModelConfig
 from lmforge.export.verify import (
     ExportError,
     check_merge,
@@ -23,8 +22,14 @@ from lmforge.export.verify import (
     fixed_inputs,
     logits_of,
 )
-from lmforge.models.adapters import attach_adapter, check_vocab_covers, load_base_model, tokenizer_source
-from lmforge.models.loading import PICKLE_SUFFIXES, check_remote_code, resolve_dtype
+from lmforge.models.adapters import (
+    attach_adapter,
+    check_vocab_covers,
+    load_base_model,
+    load_plain_tokenizer,
+    tokenizer_source,
+)
+from lmforge.models.loading import PICKLE_SUFFIXES, resolve_dtype
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 
@@ -68,14 +73,6 @@ def export_merged(
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %s + %s to %s (%s): %s", base, adapter, out, dtype, numbers)
     return metadata
-
-
-def load_plain_tokenizer(path: str) -> Any:
-    """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code."""
-    from transformers import AutoTokenizer
-
-    check_remote_code(ModelConfig(name_or_path=path))
-    return AutoTokenizer.from_pretrained(path)
 
 
 def merge_verified(peft_model: Any, inputs: torch.Tensor) -> tuple[Any, dict[str, float], torch.Tensor]:

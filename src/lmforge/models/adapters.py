@@ -71,6 +71,14 @@ def load_base_model(path: str, dtype: torch.dtype, allow_unsafe_pickle: bool = F
     return model.eval()
 
 
+def load_plain_tokenizer(path: str) -> Any:
+    """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code."""
+    from transformers import AutoTokenizer
+
+    check_remote_code(ModelConfig(name_or_path=path))
+    return AutoTokenizer.from_pretrained(path)
+
+
 def tokenizer_source(model_path: str, adapter_path: str | None) -> str:
     """The adapter folder when it carries a tokenizer (training saves it there, with added tokens), else the base."""
     if adapter_path and any((Path(adapter_path) / name).is_file() for name in TOKENIZER_FILES):
