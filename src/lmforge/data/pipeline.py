@@ -57,7 +57,32 @@ def _encode_fn(stage: str, spec: DatasetSpec, tokenizer: Any, template: Any, dat
         except DataError as exc:
             raise DataError(f"dataset {spec.name!r} ({spec.path}), row {index} (0-based): {exc}") from None
 
-    return encode_one
+    def encode_batch(values: list[str], indices: list[int]) -> dict[str, list]:
+        # batched map: one call per batch instead of per row, the cheapest path through datasets.map
+        rows = [encode_one(value, index) for value, index in zip(values, indices, strict=True)]
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
+    return encode_batch
+
+
+def _encoded_features(stage: str) -> Any:
+    """Declared output types, so datasets skips inferring them from millions of Python ints."""
+    import datasets
+
+    ids = datasets.List(datasets.Value("int32"))
+    if stage == "pt":
+        return datasets.Features({"input_ids": ids})
+    return datasets.Features(
+        {
+            "input_ids": ids,
+            "labels": ids,
+            "_drop": datasets.Value("string"),
+            "_truncated": datasets.Value("bool"),
+            "_eos_cut": datasets.Value("bool"),
+            "_length": datasets.Value("int32"),
+            "_control_text": datasets.Value("bool"),
+        }
+    )
 
 
 def encode_source(
@@ -79,6 +104,9 @@ def encode_source(
             _encode_fn(cfg.stage, spec, tokenizer, template, cfg.data),
             input_columns="value",
             with_indices=True,
+            batched=True,
+            batch_size=1000,
+            features=_encoded_features(cfg.stage),
             remove_columns=["value"],
             num_proc=_num_proc(cfg.data, len(values)),
             desc=f"Encoding {spec.name}",
