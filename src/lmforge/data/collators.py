@@ -23,9 +23,17 @@ def _sample_positions(row: Row) -> list[int]:
 
 
 def collate_padding_free(rows: list[Row]) -> dict[str, Any]:
-    """One concatenated row; packed rows keep their own position ids (already restarting per sample)."""
+    """One concatenated row; packed rows keep their own position ids (already restarting per sample).
+
+    Rows of one common length (pt blocks) need no concatenation: stacked as [batch, length] they hold no padding
+    either, and with no mask at all SDPA takes its causal fast path."""
     import torch
 
+    if len({len(row["input_ids"]) for row in rows}) == 1 and not any("position_ids" in row for row in rows):
+        return {
+            "input_ids": torch.tensor([row["input_ids"] for row in rows], dtype=torch.long),
+            "labels": torch.tensor([row["labels"] for row in rows], dtype=torch.long),
+        }
     input_ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []

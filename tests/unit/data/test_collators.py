@@ -40,3 +40,24 @@ def test_make_collator_picks_by_config(tokenizer):
     assert make_collator(DataConfig(padding_free=False, packing=True), tokenizer) is collate_padding_free
     padded = make_collator(DataConfig(padding_free=False), tokenizer)
     assert isinstance(padded, PaddedCollator) and padded.pad_token_id == tokenizer.pad_token_id
+
+
+def test_equal_length_rows_are_stacked_and_train_exactly_like_the_concatenated_row():
+    """pt blocks share one length: stacked [B, L] without a mask equals the isolated concatenated row."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    rows = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 64, (3, 6)).tolist()]
+    stacked = collate_padding_free(rows)
+    assert set(stacked) == {"input_ids", "labels"} and stacked["input_ids"].shape == (3, 6)
+    concatenated = collate_padding_free([*rows, {"input_ids": [1, 2], "labels": [1, 2]}])  # unequal: one row
+    concatenated = {k: v[:, :18] for k, v in concatenated.items()}  # the same three samples
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    model = LlamaForCausalLM(config)
+    model.config.use_cache = False
+    loss_stacked = model(**stacked).loss
+    loss_concatenated = model(**concatenated).loss
+    torch.testing.assert_close(loss_stacked, loss_concatenated, atol=1e-6, rtol=0)
