@@ -114,13 +114,14 @@ def encode_source(
             new_fingerprint=f"{key}-{spec.name}",
         )
     if cfg.stage == "sft" and len(ds):
-        drops = ds["_drop"]
+        aux = ds.select_columns(_AUX).to_dict()  # plain lists in one go; ds[column] decodes row by row
+        drops = aux["_drop"]
         for reason in drops:
             if reason:
                 counts.drop(reason)
-        counts.truncated = sum(ds["_truncated"])
-        counts.eos_cut = sum(ds["_eos_cut"])
-        counts.control_text = sum(ds["_control_text"])
+        counts.truncated = sum(aux["_truncated"])
+        counts.eos_cut = sum(aux["_eos_cut"])
+        counts.control_text = sum(aux["_control_text"])
         if counts.control_text:
             logger.warning(
                 "%s: %d rows contain special-token text (e.g. an end-of-turn marker); it is encoded as plain "
@@ -128,7 +129,7 @@ def encode_source(
                 spec.name,
                 counts.control_text,
             )
-        report.lengths += ds["_length"]
+        report.lengths += aux["_length"]
         ds = ds.select([i for i, reason in enumerate(drops) if not reason])
     counts.kept = len(ds)
     counts.require_examples()

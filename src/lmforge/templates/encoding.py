@@ -55,7 +55,7 @@ def encode_segments(tokenizer: Any, segments: list[list[Piece]]) -> list[list[in
     specials = special_tokens_of(tokenizer)
     seg_items = [_items(pieces, specials) for pieces in segments]
     texts = [item for items in seg_items for item in items if isinstance(item, str)]
-    encoded = iter(tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"] if texts else [])
+    encoded = iter(encode_texts(tokenizer, texts) if texts else [])
     out = []
     for items in seg_items:
         ids: list[int] = []
@@ -63,6 +63,24 @@ def encode_segments(tokenizer: Any, segments: list[list[Piece]]) -> list[list[in
             ids.extend(next(encoded) if isinstance(item, str) else [item])
         out.append(ids)
     return out
+
+
+def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Ids of plain-text runs with special-token text kept as text, like `split_special_tokens=True`.
+
+    Fast tokenizers go straight to the Rust backend's batch encoder (no offsets, no BatchEncoding): the same ids,
+    without the Python wrapping that costs ~30% of a chat dataset's encoding time (bench/RESULTS.md). The
+    backend flag that transformers flips for `split_special_tokens` is restored, so no later encode is affected.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    previous = backend.encode_special_tokens
+    backend.encode_special_tokens = True
+    try:
+        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    finally:
+        backend.encode_special_tokens = previous
 
 
 def text_of(pieces: list[Piece]) -> str:
