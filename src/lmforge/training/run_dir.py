@@ -17,8 +17,7 @@ import yaml
 
 from lmforge.config.loading import config_to_dict
 from lmforge.config.schema import RunConfig
-from lmforge.training.callbacks import LOG_FILE
-from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint, list_checkpoints
+from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint
 from lmforge.utils.errors import CheckpointError
 from lmforge.utils.logging import get_logger
 
@@ -102,12 +101,32 @@ def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume
         check_resume_compatible(cfg, world_size, force=force_resume)
         return
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
     if entries and not cfg.train.get("overwrite_output_dir"):
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise CheckpointError(
             f"train.output_dir {out} is not empty ({shown}). To continue that run pass --resume; to start over in it "
-            "set train.overwrite_output_dir=true (its checkpoints are deleted); or choose another train.output_dir."
+            "set train.overwrite_output_dir=true (the previous run's outputs are deleted); or choose another "
+            "train.output_dir."
         )
+    if entries and not (out / RUN_INFO).is_file():
+        raise CheckpointError(
+            f"train.output_dir {out} is not empty ({shown}) and holds no previous lmforge run ({RUN_INFO}); "
+            "overwrite_output_dir only clears lmforge run folders. Choose an empty or new train.output_dir."
+        )
+
+
+def clear_previous_run(out: Path) -> None:
+    """Delete everything a previous run left (checks ensured `out` is an lmforge run folder). Keeping any of it
+    would be a trap: e.g. a stale adapter_config.json next to a new full model makes transformers load the old
+    adapter instead of the new weights."""
+    old = sorted(out.iterdir())
+    if old:
+        logger.warning("overwrite_output_dir: deleting the previous run in %s (%d entries)", out, len(old))
+    for path in old:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def prepare_output_dir(cfg: RunConfig, resume: bool, world_size: int) -> None:
@@ -116,10 +135,7 @@ def prepare_output_dir(cfg: RunConfig, resume: bool, world_size: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     clean_staging_dirs(out)
     if not resume and cfg.train.get("overwrite_output_dir"):
-        for old in list_checkpoints(out):
-            logger.warning("overwrite_output_dir: deleting %s from the previous run", old)
-            shutil.rmtree(old)
-        (out / LOG_FILE).unlink(missing_ok=True)
+        clear_previous_run(out)
     (out / SNAPSHOT).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
     info = {"world_size": world_size, "resume_fingerprint": resume_fingerprint(cfg, world_size)}
     (out / RUN_INFO).write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")

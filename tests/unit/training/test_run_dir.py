@@ -47,12 +47,22 @@ def test_non_empty_output_dir_is_refused_with_the_fixes(tmp_path):
         check_output_dir(make_cfg(tmp_path), resume=False, world_size=1)
 
 
-def test_overwrite_output_dir_deletes_previous_checkpoints(tmp_path):
+def test_overwrite_output_dir_deletes_the_previous_run(tmp_path):
     start_run(make_cfg(tmp_path))
+    (tmp_path / "adapter_config.json").write_text("{}")  # a stale adapter would shadow a new full model
     cfg = make_cfg(tmp_path, overwrite_output_dir=True)
     check_output_dir(cfg, resume=False, world_size=1)
     prepare_output_dir(cfg, resume=False, world_size=1)
     assert not (tmp_path / "checkpoint-5").exists()
+    assert not (tmp_path / "adapter_config.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lmforge_config.yaml", "lmforge_run.json"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_an_lmforge_run(tmp_path):
+    (tmp_path / "thesis.tex").write_text("x")
+    with pytest.raises(CheckpointError, match="holds no previous lmforge run"):
+        check_output_dir(make_cfg(tmp_path, overwrite_output_dir=True), resume=False, world_size=1)
+    assert (tmp_path / "thesis.tex").exists()
 
 
 def test_resume_without_checkpoint_is_refused(tmp_path):
