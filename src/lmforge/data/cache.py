@@ -69,12 +69,18 @@ def template_fingerprint(template: Any) -> str:
     if template is None:
         return "none"
     cls = type(template)
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        source = ""
-    parts = [cls.__module__, cls.__qualname__, template.name, template.jinja() or "", source, repr(vars(template))]
+    parts = [cls.__module__, cls.__qualname__, template.name, template.jinja() or "", _class_source(cls)]
+    parts.append(repr(vars(template)))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _class_source(cls: type) -> str:
+    """The text of the file defining the template class; `inspect.getsource(cls)` tokenizes the module to find
+    the class block (~10 ms, ~5% of preprocessing a 1k-row sft dataset)."""
+    try:
+        return Path(inspect.getfile(cls)).read_text(encoding="utf-8")
+    except (OSError, TypeError):
+        return ""
 
 
 @functools.cache

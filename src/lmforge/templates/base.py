@@ -50,6 +50,12 @@ class ChatTemplate(ABC):
         (e.g. not ending on an assistant turn, roles out of order).
         """
 
+    def encode_turns_many(
+        self, tokenizer: Any, conversations: list[tuple[list[Message], str | None]]
+    ) -> list[list[EncodedTurn]]:
+        """`encode_turns` for each (messages, tools); templates override it to encode all text in one batch."""
+        return [self.encode_turns(tokenizer, messages, tools) for messages, tools in conversations]
+
     @abstractmethod
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[int]:
         """Ids for inference: the conversation (ending with a user/tool turn) plus the assistant header."""

@@ -9,13 +9,19 @@ the same ids as encoding the whole rendering at once.
 
 from __future__ import annotations
 
+import os
 import re
-from functools import lru_cache
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import lru_cache, partial
 from typing import Any
 
 from lmforge.templates.base import EncodedTurn
 
 Piece = tuple[str, bool]
+_MAX_WORKERS = 2  # chunks encoded at once; more threads gained nothing on the benchmark machine
+_MIN_PARALLEL_TEXTS = 256  # below this a thread pool costs more than it saves
 
 
 @lru_cache(maxsize=32)
@@ -52,33 +58,70 @@ def _items(pieces: list[Piece], specials: dict[str, int]) -> list[int | str]:
 
 def encode_segments(tokenizer: Any, segments: list[list[Piece]]) -> list[list[int]]:
     """Encode each segment separately (segment boundaries are where prompt and response meet), in one batch call."""
+    return encode_segments_many(tokenizer, [segments])[0]
+
+
+def encode_segments_many(tokenizer: Any, conversations: list[list[list[Piece]]]) -> list[list[list[int]]]:
+    """`encode_segments` for many conversations: every text run of every conversation in one batch encode."""
     specials = special_tokens_of(tokenizer)
-    seg_items = [_items(pieces, specials) for pieces in segments]
-    texts = [item for items in seg_items for item in items if isinstance(item, str)]
-    encoded = iter(encode_texts(tokenizer, texts) if texts else [])
-    out = []
-    for items in seg_items:
-        ids: list[int] = []
-        for item in items:
-            ids.extend(next(encoded) if isinstance(item, str) else [item])
-        out.append(ids)
-    return out
+    conv_items = [[_items(pieces, specials) for pieces in segments] for segments in conversations]
+    texts = [item for seg_items in conv_items for items in seg_items for item in items if isinstance(item, str)]
+    encoded = iter(encode_texts_parallel(tokenizer, texts))
+    return [[_assemble(items, encoded) for items in seg_items] for seg_items in conv_items]
+
+
+def _assemble(items: list[int | str], encoded: Iterator[list[int]]) -> list[int]:
+    """A segment's ids: special ids as they are, each text run replaced by its next encoding."""
+    ids: list[int] = []
+    for item in items:
+        ids.extend(next(encoded) if isinstance(item, str) else [item])
+    return ids
+
+
+def encode_texts_parallel(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """`encode_texts` in chunks on Python threads: the Rust encoder releases the GIL, so chunks run in parallel.
+
+    Rust's own thread pool stays off when TOKENIZERS_PARALLELISM=false; these threads do not depend on it.
+    """
+    backend = _fast_backend(tokenizer)
+    workers = min(_MAX_WORKERS, os.cpu_count() or 1)
+    if backend is None or workers < 2 or len(texts) < _MIN_PARALLEL_TEXTS:
+        return encode_texts(tokenizer, texts) if texts else []
+    step = -(-len(texts) // workers)
+    chunks = [texts[k : k + step] for k in range(0, len(texts), step)]
+    with _special_tokens_as_text(backend), ThreadPoolExecutor(workers) as pool:
+        return [ids for chunk_ids in pool.map(partial(_backend_ids, backend), chunks) for ids in chunk_ids]
 
 
 def encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     """Ids of plain-text runs with special-token text kept as text, like `split_special_tokens=True`.
 
     Fast tokenizers go straight to the Rust backend's batch encoder (no offsets, no BatchEncoding): the same ids,
-    without the Python wrapping that costs ~30% of a chat dataset's encoding time (bench/RESULTS.md). The
-    backend flag that transformers flips for `split_special_tokens` is restored, so no later encode is affected.
+    without the Python wrapping that costs ~30% of a chat dataset's encoding time (bench/RESULTS.md).
     """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or not hasattr(backend, "encode_batch_fast"):
+    backend = _fast_backend(tokenizer)
+    if backend is None:
         return tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    with _special_tokens_as_text(backend):
+        return _backend_ids(backend, texts)
+
+
+def _fast_backend(tokenizer: Any) -> Any | None:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend if backend is not None and hasattr(backend, "encode_batch_fast") else None
+
+
+def _backend_ids(backend: Any, texts: list[str]) -> list[list[int]]:
+    return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+@contextmanager
+def _special_tokens_as_text(backend: Any) -> Iterator[None]:
+    """The backend flag that transformers flips for `split_special_tokens`, restored so no later encode is affected."""
     previous = backend.encode_special_tokens
     backend.encode_special_tokens = True
     try:
-        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+        yield
     finally:
         backend.encode_special_tokens = previous
 
@@ -89,7 +132,18 @@ def text_of(pieces: list[Piece]) -> str:
 
 def turns_from_segments(tokenizer: Any, segments: list[tuple[list[Piece], bool]]) -> list[EncodedTurn]:
     """Group encoded (pieces, is_response) segments into (prompt, response) turns."""
-    ids = encode_segments(tokenizer, [pieces for pieces, _ in segments])
+    return turns_from_segments_many(tokenizer, [segments])[0]
+
+
+def turns_from_segments_many(
+    tokenizer: Any, conversations: list[list[tuple[list[Piece], bool]]]
+) -> list[list[EncodedTurn]]:
+    """`turns_from_segments` for many conversations, their text encoded in one (threaded) batch."""
+    ids = encode_segments_many(tokenizer, [[pieces for pieces, _ in segments] for segments in conversations])
+    return [_group_turns(segments, seg_ids) for segments, seg_ids in zip(conversations, ids, strict=True)]
+
+
+def _group_turns(segments: list[tuple[list[Piece], bool]], ids: list[list[int]]) -> list[EncodedTurn]:
     turns, prompt = [], []
     for (_, is_response), seg_ids in zip(segments, ids, strict=True):
         if is_response:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge.templates.base import ChatTemplate, EncodedTurn, Message
-from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, turns_from_segments
+from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, turns_from_segments_many
 from lmforge.templates.validation import validate_messages
 from lmforge.utils.errors import ConfigError, DataError
 
@@ -73,8 +73,16 @@ class FormatTemplate(ChatTemplate):
 
     # -- public API -------------------------------------------------------------------------------------------
     def encode_turns(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[EncodedTurn]:
-        validate_messages(messages, for_training=True, supports_tools=self.tool is not None)
-        return turns_from_segments(tokenizer, self.render(tokenizer, messages, tools, False))
+        return self.encode_turns_many(tokenizer, [(messages, tools)])[0]
+
+    def encode_turns_many(
+        self, tokenizer: Any, conversations: list[tuple[list[Message], str | None]]
+    ) -> list[list[EncodedTurn]]:
+        segments = []
+        for messages, tools in conversations:
+            validate_messages(messages, for_training=True, supports_tools=self.tool is not None)
+            segments.append(self.render(tokenizer, messages, tools, False))
+        return turns_from_segments_many(tokenizer, segments)
 
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[int]:
         validate_messages(messages, for_training=False, supports_tools=self.tool is not None)

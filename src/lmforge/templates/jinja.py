@@ -19,7 +19,7 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from lmforge.templates.base import ChatTemplate, EncodedTurn, Message
-from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, text_of, turns_from_segments
+from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, text_of, turns_from_segments_many
 from lmforge.templates.validation import validate_messages
 from lmforge.utils.errors import DataError
 
@@ -131,8 +131,16 @@ class JinjaTemplate(ChatTemplate):
         return out
 
     def encode_turns(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[EncodedTurn]:
-        validate_messages(messages, for_training=True)
-        return turns_from_segments(tokenizer, self.segments(tokenizer, messages, tools, False))
+        return self.encode_turns_many(tokenizer, [(messages, tools)])[0]
+
+    def encode_turns_many(
+        self, tokenizer: Any, conversations: list[tuple[list[Message], str | None]]
+    ) -> list[list[EncodedTurn]]:
+        segments = []
+        for messages, tools in conversations:
+            validate_messages(messages, for_training=True)
+            segments.append(self.segments(tokenizer, messages, tools, False))
+        return turns_from_segments_many(tokenizer, segments)
 
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[int]:
         validate_messages(messages, for_training=False)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
 from lmforge.data.pipeline import build_datasets
 from lmforge.utils.errors import DataError
 
-from .helpers import make_cfg
+from .helpers import FakeChatML, make_cfg
 
 EXAMPLES = "examples/data/datasets.yaml"
 
@@ -100,3 +101,22 @@ def test_special_token_text_is_counted_and_never_encoded_as_the_special_id(tmp_p
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     # each example has exactly its template's end-of-turn markers: user turn + assistant turn
     assert [ids.count(end_id) for ids in bundle.train["input_ids"]] == [2, 2]
+
+
+class _RejectsBoom(FakeChatML):
+    """Rejects one conversation at encoding time (after conversion), like a template the row cannot fit."""
+
+    def encode_turns(self, tokenizer: object, messages: list[dict], tools: str | None = None) -> list:
+        if any("boom" in m["content"] for m in messages):
+            raise DataError("cannot encode this conversation")
+        return super().encode_turns(tokenizer, messages, tools)
+
+
+def test_encoding_error_names_the_failing_row_of_a_batch(tmp_path, tokenizer):
+    path = _alpaca_file(tmp_path, 12)
+    rows = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
+    rows[7]["instruction"] = "boom"
+    (tmp_path / "a.json").write_text(json.dumps(rows), encoding="utf-8")
+    cfg = make_cfg(tmp_path, [{"path": path, "format": "alpaca"}])
+    with pytest.raises(DataError, match=re.escape("row 7 (0-based): cannot encode this conversation")):
+        build_datasets(cfg, tokenizer, _RejectsBoom())
