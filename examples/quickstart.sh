@@ -21,7 +21,7 @@ lmforge train examples/quickstart/sft.yaml
 
 echo "== 4/4 chat answers (base + LoRA adapter)"
 python examples/chat_answers.py --model "$RUNS/pt" --adapter "$RUNS/sft" \
-  "Who are you?" "Give three tips for staying healthy." "What is the capital of France?"
+  "Who are you?" "What is your name?" "Who created you?"
 
 cat <<TXT
 
@@ -32,5 +32,5 @@ Done in $(( $(date +%s) - start )) s. Outputs:
   loss plot             $RUNS/sft/training_loss.png
   metrics               $RUNS/sft/all_results.json, per-step log $RUNS/sft/trainer_log.jsonl
   TensorBoard           tensorboard --logdir $RUNS/sft/runs
-The model is tiny and trained for minutes, so expect rough answers: the point is the pipeline, end to end.
+The model is tiny and trained for minutes on 86 Q/A pairs: expect short, imperfect answers about itself.
 TXT
