@@ -20,8 +20,8 @@ def _call_name(node: ast.Call) -> str:
     while isinstance(func, ast.Attribute):
         parts.append(func.attr)
         func = func.value
-    if isinstance(func, ast.Name):
-        parts.append(func.id)
+    # a chain rooted in an expression (e.g. `load(...).eval()`) is a method call, never a builtin
+    parts.append(func.id if isinstance(func, ast.Name) else "<expr>")
     return ".".join(reversed(parts))
 
 
@@ -88,6 +88,7 @@ def test_checker_accepts_safe_forms() -> None:
         "torch.load('x', weights_only=True)\nyaml.safe_load(s)\nsubprocess.run(['ls', '-l'])\n"
         "from jinja2.sandbox import ImmutableSandboxedEnvironment\nImmutableSandboxedEnvironment()\n"
         "AutoModel.from_pretrained(p, trust_remote_code=cfg.trust_remote_code)\n"
+        "model.eval()\nPeftModel.from_pretrained(m, p).eval()\n"
     )
     assert violations(safe) == []
 
