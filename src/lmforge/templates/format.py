@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmforge.templates.base import ChatTemplate, EncodedTurn, Message
-from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, turns_from_segments_many
+from lmforge.templates.base import Message
+from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of
+from lmforge.templates.segmented import SegmentedTemplate
 from lmforge.templates.validation import validate_messages
 from lmforge.utils.errors import ConfigError, DataError
 
@@ -45,7 +46,7 @@ def tools_text(tools: str | list | None) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FormatTemplate(ChatTemplate):
+class FormatTemplate(SegmentedTemplate):
     """A family's chat format; `jinja_source` is our equivalent Jinja template (tests check they agree)."""
 
     name: str
@@ -72,17 +73,11 @@ class FormatTemplate(ChatTemplate):
         return self.jinja_source
 
     # -- public API -------------------------------------------------------------------------------------------
-    def encode_turns(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[EncodedTurn]:
-        return self.encode_turns_many(tokenizer, [(messages, tools)])[0]
-
-    def encode_turns_many(
-        self, tokenizer: Any, conversations: list[tuple[list[Message], str | None]]
-    ) -> list[list[EncodedTurn]]:
-        segments = []
-        for messages, tools in conversations:
-            validate_messages(messages, for_training=True, supports_tools=self.tool is not None)
-            segments.append(self.render(tokenizer, messages, tools, False))
-        return turns_from_segments_many(tokenizer, segments)
+    def training_segments(
+        self, tokenizer: Any, messages: list[Message], tools: str | None
+    ) -> list[tuple[list[Piece], bool]]:
+        validate_messages(messages, for_training=True, supports_tools=self.tool is not None)
+        return self.render(tokenizer, messages, tools, False)
 
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[int]:
         validate_messages(messages, for_training=False, supports_tools=self.tool is not None)

@@ -18,8 +18,9 @@ from jinja2 import TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from lmforge.templates.base import ChatTemplate, EncodedTurn, Message
-from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, text_of, turns_from_segments_many
+from lmforge.templates.base import Message
+from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, text_of
+from lmforge.templates.segmented import SegmentedTemplate
 from lmforge.templates.validation import validate_messages
 from lmforge.utils.errors import DataError
 
@@ -56,7 +57,7 @@ def _cut(pieces: list[Piece], start: int, end: int) -> list[Piece]:
     return out
 
 
-class JinjaTemplate(ChatTemplate):
+class JinjaTemplate(SegmentedTemplate):
     """Renders a Jinja chat template; message contents are marked as user text so A16 holds here too."""
 
     def __init__(self, source: str, name: str = "auto", tokenizer: Any = None, **template_kwargs: Any) -> None:
@@ -130,17 +131,11 @@ class JinjaTemplate(ChatTemplate):
         out.append((_cut(final, len(done), len(text_of(final))), False))
         return out
 
-    def encode_turns(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[EncodedTurn]:
-        return self.encode_turns_many(tokenizer, [(messages, tools)])[0]
-
-    def encode_turns_many(
-        self, tokenizer: Any, conversations: list[tuple[list[Message], str | None]]
-    ) -> list[list[EncodedTurn]]:
-        segments = []
-        for messages, tools in conversations:
-            validate_messages(messages, for_training=True)
-            segments.append(self.segments(tokenizer, messages, tools, False))
-        return turns_from_segments_many(tokenizer, segments)
+    def training_segments(
+        self, tokenizer: Any, messages: list[Message], tools: str | None
+    ) -> list[tuple[list[Piece], bool]]:
+        validate_messages(messages, for_training=True)
+        return self.segments(tokenizer, messages, tools, False)
 
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[int]:
         validate_messages(messages, for_training=False)
