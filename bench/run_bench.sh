@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # lmforge vs LLaMA-Factory, side by side in one session, through the shared peer harness
-# (/work/shared/bench: bench_candidate.sh, peer_llamafactory.sh, summarize.py, report.py).
+# (../shared/bench beside the repo: bench_candidate.sh, peer_llamafactory.sh, summarize.py, report.py).
 #
 #   bench/run_bench.sh                       # all workloads, REPEATS rounds, then ratios
 #   REPEATS=3 WORKLOADS="sft_lora:tiny" bench/run_bench.sh
 #
-# Env: PEER_ROOT (/tmp/peers: peer venv, models, runs, results), SHARED_BENCH (/work/shared/bench),
+# Env: PEER_ROOT (/tmp/peers: peer venv, models, runs, results), SHARED_BENCH (REPO/../shared/bench),
 #      LMFORGE (the lmforge executable, default .venv/bin/lmforge), REPEATS (2),
 #      WORKLOADS ("sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc"; a third field
 #      `gc` runs ours with gradient checkpointing on, against the same peer), PREPROCESS (1), HELP_TIMING (1).
@@ -13,7 +13,8 @@
 # (versions.json, summary.md) and the shared folder must stay untouched. Results: $PEER_ROOT/results/.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
+SHARED_BENCH="${SHARED_BENCH:-$REPO/../shared/bench}"
+cd "$REPO"  # the bench configs name their data relative to the repository root
 export PEER_ROOT="${PEER_ROOT:-/tmp/peers}"
 HARNESS="$PEER_ROOT/harness"
 RESULTS="$PEER_ROOT/results"
