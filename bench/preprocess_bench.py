@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from cpu_load import machine_busy_s, own_cpu_s
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {"sft": HERE / "configs" / "sft_lora.yaml", "pt": HERE / "configs" / "pt_full.yaml"}
@@ -61,18 +62,6 @@ def time_stage(stage: str, model: str, repeats: int) -> dict:
         "tokens_per_s_median": round(tokens / med, 1),
         "foreign_cpu_frac": round(foreign_frac, 3),
     }
-
-
-def machine_busy_s() -> float:
-    """Busy CPU seconds of the whole machine (/proc/stat), to flag runs disturbed by other processes."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:3]) + sum(v[5:8])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def count_records(path: str) -> int:

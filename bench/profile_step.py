@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from cpu_load import machine_busy_s, own_cpu_s
+
 PRESETS = {
     "a": dict(pad="padded", ckpt=True, loop="trainer", attn="sdpa", sparse=False),
     "b": dict(pad="padded", ckpt=False, loop="trainer", attn="sdpa", sparse=False),
@@ -208,7 +210,7 @@ def run_variant(args, name: str) -> dict:
         tokens = sum(int((b["input_ids"] != tok.pad_token_id).sum()) for b in batches)
         padded = sum(b["input_ids"].numel() for b in batches)
         prof = _profiler() if args.profile else None
-        stat0, own0 = _cpu_busy(), _own_cpu()
+        stat0, own0 = machine_busy_s(), own_cpu_s()
         if prof:
             prof.__enter__()
         if v["loop"] == "bare":
@@ -218,7 +220,7 @@ def run_variant(args, name: str) -> dict:
             hist = trainer.state.log_history
             secs = hist[-1]["train_runtime"]
             losses = [h["loss"] for h in hist if "loss" in h]
-        foreign = max(0.0, _cpu_busy() - stat0 - (_own_cpu() - own0)) / (secs * (os.cpu_count() or 1))
+        foreign = max(0.0, machine_busy_s() - stat0 - (own_cpu_s() - own0)) / (secs * (os.cpu_count() or 1))
         if prof:
             prof.__exit__(None, None, None)
     res = {
@@ -245,25 +247,13 @@ def run_variant(args, name: str) -> dict:
     return res
 
 
-def _cpu_busy() -> float:
-    """Machine-wide busy CPU seconds (/proc/stat), to flag runs disturbed by other processes."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:3]) + sum(v[5:8])) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def wait_quiet(max_wait: float = 180.0, busy_frac: float = 0.1) -> None:
     """Wait until the machine is idle (like the harness's wait_quiet) so timings are comparable."""
     deadline = time.time() + max_wait
     while time.time() < deadline:
-        b0 = _cpu_busy()
+        b0 = machine_busy_s()
         time.sleep(2.0)
-        if (_cpu_busy() - b0) / (2.0 * (os.cpu_count() or 1)) < busy_frac:
+        if (machine_busy_s() - b0) / (2.0 * (os.cpu_count() or 1)) < busy_frac:
             return
     print("wait_quiet: machine still busy, running anyway", file=sys.stderr)
 
