@@ -104,11 +104,27 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
+class PreferenceConfig:
+    """Preference stages (rm, dpo, kto, orpo, simpo)."""
+
+    beta: float = _f(0.1, "dpo/kto/orpo/simpo: strength of the preference term (inverse temperature).")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Online RL stages (ppo, grpo): rollouts, rewards and KL control."""
+
+    reward_model: str | None = _f(None, "Folder of a reward model trained with stage rm (scores rollouts).")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     stage: str = _f("sft", "Training stage: pt (continued pretraining) | sft (supervised fine-tuning).")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    pref: PreferenceConfig = field(default_factory=PreferenceConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     train: dict[str, Any] = _f({}, "transformers TrainingArguments, passed through (output_dir required).")
 
     @property
