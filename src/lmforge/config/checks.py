@@ -90,6 +90,32 @@ def check_half_precision_needs_autocast(cfg: RunConfig) -> None:
         )
 
 
+RL_STAGES = ("ppo", "grpo")
+
+
+def check_rl_reward_given(cfg: RunConfig) -> None:
+    rl = cfg.rl
+    if cfg.stage in RL_STAGES and not (rl.reward_model or rl.reward_funcs or rl.judge):
+        raise ConfigError(
+            f"stage {cfg.stage} needs a reward: set rl.reward_model (a stage rm output folder), rl.reward_funcs "
+            f"(e.g. [lmforge.rl.builtin:exact_match]) or rl.judge (an OpenAI-compatible endpoint)"
+        )
+
+
+def check_rl_sampling(cfg: RunConfig) -> None:
+    rl = cfg.rl
+    if cfg.stage not in RL_STAGES:
+        return
+    if cfg.stage == "grpo" and rl.num_generations < 2:
+        raise ConfigError(f"rl.num_generations must be at least 2 for grpo (the group), got {rl.num_generations}")
+    if rl.num_generations < 1 or rl.max_new_tokens < 1 or rl.ppo_epochs < 1:
+        raise ConfigError("rl.num_generations, rl.max_new_tokens and rl.ppo_epochs must be at least 1")
+    if rl.temperature <= 0:
+        raise ConfigError(f"rl.temperature must be > 0 for sampled rollouts, got {rl.temperature}")
+    if cfg.data.val_size or cfg.data.eval_datasets:
+        raise ConfigError(f"stage {cfg.stage} has no evaluation split; unset data.val_size and data.eval_datasets")
+
+
 RULES: list[Callable[[RunConfig], None]] = [
     check_stage_known,
     check_method_known,
@@ -102,6 +128,8 @@ RULES: list[Callable[[RunConfig], None]] = [
     check_interleave_probs,
     check_lora_only_options,
     check_half_precision_needs_autocast,
+    check_rl_reward_given,
+    check_rl_sampling,
 ]
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-STAGES = ("pt", "sft")
+STAGES = ("pt", "sft", "ppo", "grpo")
 METHODS = ("full", "freeze", "lora")
-DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text")
+DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text", "prompt")
 # `train:` keys lmforge reads itself; they are not TrainingArguments fields (transformers 5 dropped
 # `overwrite_output_dir`; we keep its meaning: allow starting a fresh run in a non-empty output_dir).
 LMFORGE_TRAIN_KEYS: dict[str, type] = {"overwrite_output_dir": bool}
@@ -111,10 +111,61 @@ class PreferenceConfig:
 
 
 @dataclass(frozen=True)
+class JudgeConfig:
+    """An AI judge (RLAIF) reached through an OpenAI-compatible chat-completions endpoint."""
+
+    base_url: str = _f("", "Endpoint root ending in /v1, e.g. http://127.0.0.1:8000/v1 (required).")
+    model: str = _f("", "Model name sent in each request (required).")
+    prompt: str = _f(
+        "Rate the response to the prompt from 0 to 10. Reply with the number only.\n\n"
+        "Prompt: {prompt}\n\nResponse: {response}\n\nScore:",
+        "Judge instruction with {prompt} and {response} placeholders (and optionally {reference}).",
+    )
+    api_key_env: str | None = _f(None, "Environment variable holding the API key (sent as a Bearer token).")
+    max_retries: int = _f(2, "Retries per sample after a failed request or an unparsable score.")
+    timeout_s: float = _f(30.0, "Timeout of one judge request in seconds.")
+    score_regex: str = _f(r"-?\d+(?:\.\d+)?", "The first match (group 1 if any) in the reply is the score.")
+    min_score: float = _f(0.0, "Lowest valid score; parsed scores outside [min_score, max_score] count as failures.")
+    max_score: float = _f(10.0, "Highest valid score; rewards are rescaled to [0, 1].")
+    max_tokens: int = _f(16, "max_tokens of each judge request.")
+    temperature: float = _f(0.0, "Judge sampling temperature.")
+    weight: float = _f(1.0, "Weight of the judge score among the reward sources.")
+    concurrency: int = _f(4, "Judge requests in flight at once.")
+
+
+@dataclass(frozen=True)
 class RLConfig:
     """Online RL stages (ppo, grpo): rollouts, rewards and KL control."""
 
     reward_model: str | None = _f(None, "Folder of a reward model trained with stage rm (scores rollouts).")
+    reward_model_weight: float = _f(1.0, "Weight of the reward model score among the reward sources.")
+    reward_funcs: list[Any] = _f(
+        [],
+        "Python reward callables: 'module:function' or {func: 'module:function', weight: 1.0, <kwargs>}; "
+        "builtins in lmforge.rl.builtin (exact_match, regex_match, length, token_fraction).",
+    )
+    judge: JudgeConfig | None = _f(None, "AI judge over an OpenAI-compatible endpoint (RLAIF); see rl.judge keys.")
+    num_generations: int = _f(4, "grpo: completions sampled per prompt (the group); ppo: 1 unless set.")
+    max_new_tokens: int = _f(64, "Longest generated completion in tokens (generation also stops at end of turn).")
+    temperature: float = _f(1.0, "Sampling temperature of rollouts (> 0).")
+    top_p: float = _f(1.0, "Nucleus sampling of rollouts.")
+    top_k: int = _f(0, "Top-k sampling of rollouts (0 = off).")
+    beta: float = _f(0.04, "grpo: weight of the k3 KL estimate to the reference model in the loss (0 = no reference).")
+    clip_range: float = _f(0.2, "Clipping epsilon of the policy ratio (both stages).")
+    ppo_epochs: int = _f(1, "Optimisation passes over each rollout batch (1 = on-policy: one step per rollout).")
+    scale_rewards: bool = _f(True, "grpo: divide group-centred rewards by the group std (Dr. GRPO sets false).")
+    kl_coef: float = _f(0.05, "ppo: initial coefficient of the per-token KL penalty in the reward.")
+    adaptive_kl: bool = _f(False, "ppo: adapt kl_coef towards target_kl (Ziegler et al. 2019 controller).")
+    target_kl: float = _f(6.0, "ppo: target KL (nats per sequence) of the adaptive controller.")
+    kl_horizon: int = _f(10000, "ppo: horizon of the adaptive KL controller, in rollout samples.")
+    gamma: float = _f(1.0, "ppo: discount of GAE.")
+    lam: float = _f(0.95, "ppo: lambda of GAE.")
+    vf_coef: float = _f(0.1, "ppo: weight of the value loss.")
+    cliprange_value: float = _f(0.2, "ppo: clipping of the value prediction around the rollout's values.")
+    whiten_rewards: bool = _f(False, "ppo: whiten per-token rewards over the batch before GAE.")
+    missing_eos_penalty: float | None = _f(
+        None, "Subtract this from the reward of completions that hit max_new_tokens without ending the turn."
+    )
 
 
 @dataclass(frozen=True)

@@ -305,3 +305,9 @@ FORMATS.register(
 FORMATS.register(
     "kto", Format("kto", "kto", {"messages": "messages", "kto_tag": "label"}, ("messages", "kto_tag"), None)
 )
+# Prompts-only rows for the online RL stages (ppo, grpo); converted by data/prompts.py, which also takes alpaca,
+# sharegpt and openai rows (a final assistant turn / alpaca output becomes the reference answer).
+FORMATS.register(
+    "prompt",
+    Format("prompt", "prompts", {"prompt": "prompt", "reference": "reference", "system": "system"}, ("prompt",), None),
+)
