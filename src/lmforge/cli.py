@@ -90,6 +90,46 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lmforge.inference.limits import check_bind_policy, limit_fields
+
+    api_key = _read_api_key(args)
+    banner = check_bind_policy(args.host, api_key, args.insecure_no_auth)  # refuse before loading the model (D6)
+    if args.backend == "vllm":
+        from lmforge.inference.backends import require_vllm
+
+        require_vllm()
+    limits = {name: getattr(args, name) for name, *_ in limit_fields() if getattr(args, name) is not None}
+    import uvicorn
+
+    from lmforge.inference.engine import load_engine
+    from lmforge.inference.server import create_app
+
+    engine = load_engine(args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle)
+    name = args.model_name or args.model.rstrip("/").rsplit("/", 1)[-1]
+    app = create_app(engine, api_key=api_key, model_name=name, **limits)
+    if banner:
+        print(banner, file=sys.stderr)
+    auth = "API key required" if api_key else "no authentication"
+    print(f"serving {name!r} on http://{args.host}:{args.port}/v1 ({auth})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _read_api_key(args: argparse.Namespace) -> str | None:
+    """--api-key, or the first line of --api-key-file (keeps the key out of the process list)."""
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as handle:
+                key = handle.readline().strip()
+        except OSError as exc:
+            raise LmforgeError(f"--api-key-file {args.api_key_file}: {exc.strerror}") from exc
+        if not key:
+            raise LmforgeError(f"--api-key-file {args.api_key_file}: the first line is empty")
+        return key
+    return args.api_key or None
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from lmforge.config.docs import config_reference
 
@@ -203,12 +243,42 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_chat)
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from lmforge.inference.limits import limit_fields
+
+    p = sub.add_parser(
+        "serve",
+        help="OpenAI-compatible API server (chat/completions, completions, models) with dynamic batching",
+        description="Serve a model (+ adapter) over an OpenAI-compatible HTTP API: GET /v1/models, POST "
+        "/v1/chat/completions, POST /v1/completions (streaming or not), GET /health. Chat prompts are built by "
+        "the training template; concurrent requests are decoded together in one batch. Binds 127.0.0.1 by "
+        "default; a non-loopback --host needs --api-key (or --insecure-no-auth). See docs/serving.md.",
+    )
+    p.add_argument("--model", required=True, help="model folder or hub id (a base model or an export)")
+    p.add_argument("--adapter", help="PEFT adapter folder to apply (its tokenizer is used when it has one)")
+    p.add_argument("--template", default="auto", help="chat template name, or auto = the tokenizer's (default)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto", help="weights dtype")
+    p.add_argument("--model-name", help="model id clients send and /v1/models lists (default: the folder name)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route except /health")
+    p.add_argument("--api-key-file", help="read the API key from the first line of this file instead")
+    p.add_argument("--insecure-no-auth", action="store_true", help="allow a non-loopback --host without a key")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="generation backend (default hf)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
+    for name, kind, default, text in limit_fields():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} (default {default})")
+    p.set_defaults(func=cmd_serve)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
     _add_init_model,
     _add_export,
     _add_chat,
+    _add_serve,
 ]
 
 

@@ -1,0 +1,245 @@
+"""`lmforge serve`: an OpenAI-compatible HTTP API over a ChatEngine, with dynamic batching.
+
+Routes: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both streaming or not), GET /health.
+Chat prompts are built only by the engine's training template (`engine.prompt_ids`), so the served model sees
+exactly the ids it was trained on (QUALITY C17); all generation runs in one `BatchWorker` thread that batches
+concurrent requests. With an API key every route but /health needs `Authorization: Bearer KEY` (D7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lmforge.inference import api_generation as gen
+from lmforge.inference.api_schema import ApiError, ChatCompletionRequest, CompletionRequest, parse_body
+from lmforge.inference.batching import BatchWorker
+from lmforge.inference.decoding import SamplingParams
+from lmforge.inference.engine import ChatEngine
+from lmforge.inference.limits import ServerLimits
+from lmforge.utils.errors import LmforgeError
+
+logger = logging.getLogger(__name__)
+
+#: routes reachable without the API key; a test asserts this stays minimal (QUALITY D7)
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+class BearerAuth:
+    """ASGI middleware: every request outside PUBLIC_PATHS needs the exact `Bearer KEY` header (constant time)."""
+
+    def __init__(self, app: Any, api_key: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan" or scope.get("path") in PUBLIC_PATHS:
+            return await self.app(scope, receive, send)
+        given = [v for k, v in scope.get("headers", []) if k.lower() == b"authorization"]
+        if len(given) == 1 and hmac.compare_digest(given[0], self._expected):
+            return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return None  # websocket (no such routes): not accepted
+        error = ApiError(401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key")
+        response = JSONResponse(error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def create_app(
+    engine: ChatEngine, *, api_key: str | None = None, model_name: str = "lmforge", **limits: Any
+) -> FastAPI:
+    """The API app; its worker thread starts and stops with the app's lifespan (uvicorn runs it)."""
+    settings = ServerLimits(**limits)
+    worker = BatchWorker(
+        engine.model,
+        engine.pad_id,
+        engine.stop_ids,
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_wait_ms / 1000,
+        max_queue=settings.max_queue,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        yield
+        worker.stop()
+
+    app = FastAPI(title="lmforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine, app.state.worker, app.state.limits, app.state.model_name = engine, worker, settings, model_name
+    _add_error_handlers(app)
+    _add_routes(app, engine, worker, settings, model_name)
+    if api_key:
+        app.add_middleware(BearerAuth, api_key=api_key)
+    return app
+
+
+def _error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return _error_response(ApiError(exc.status_code, str(exc.detail), type=kind))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error while serving a request")
+        return _error_response(ApiError(500, f"internal error: {type(exc).__name__}", type="server_error"))
+
+
+def _add_routes(app: FastAPI, engine: ChatEngine, worker: BatchWorker, limits: ServerLimits, model_name: str) -> None:
+    context = _context_length(engine)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        ok = worker.alive
+        return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        card = {"id": model_name, "object": "model", "created": int(time.time()), "owned_by": "lmforge"}
+        return {"object": "list", "data": [card]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        req = parse_body(await _read_body(request, limits.max_body_bytes), ChatCompletionRequest)
+        messages = [m.as_message() for m in req.messages]
+        prompt = await _build_prompt(engine.prompt_ids, messages, limits.prompt_timeout_s)
+        req_max = req.max_completion_tokens or req.max_tokens
+        return await _generate(request, engine, worker, limits, model_name, req, [prompt], req_max, context, gen.CHAT)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        req = parse_body(await _read_body(request, limits.max_body_bytes), CompletionRequest)
+        encode = engine.tokenizer.encode
+        prompts = [await _build_prompt(encode, text, limits.prompt_timeout_s) for text in req.prompts()]
+        return await _generate(
+            request, engine, worker, limits, model_name, req, prompts, req.max_tokens, context, gen.TEXT
+        )
+
+
+def _context_length(engine: ChatEngine) -> int:
+    config = getattr(engine.model, "config", None)
+    return int(getattr(config, "max_position_embeddings", None) or 2048)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over `limit` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, f"request body over {limit} bytes (limit max_body_bytes)", code="body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body over {limit} bytes (limit max_body_bytes)", code="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _build_prompt(build: Any, source: Any, timeout_s: float) -> list[int]:
+    """Template rendering + tokenizing off the event loop, bounded in time (D5); template errors become 400s."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(build, source), timeout_s)
+    except TimeoutError as exc:
+        raise ApiError(
+            400, f"building the prompt took over {timeout_s} s (limit prompt_timeout_s)", code="prompt_timeout"
+        ) from exc
+    except LmforgeError as exc:  # e.g. a conversation the template cannot express
+        raise ApiError(400, str(exc), param="messages", code="invalid_conversation") from exc
+
+
+def _sampling(
+    req: Any, limits: ServerLimits, prompt_len: int, requested: int | None, context: int
+) -> list[SamplingParams]:
+    """Per-choice settings after the limit checks (n, stop, max_tokens, context length)."""
+    if req.n > limits.max_n:
+        raise ApiError(400, f"n must be <= {limits.max_n} (limit max_n), got {req.n}", param="n")
+    if len(req.stop_list()) > limits.max_stop:
+        raise ApiError(400, f"at most {limits.max_stop} stop strings (limit max_stop)", param="stop")
+    if requested is not None and requested > limits.max_tokens:
+        raise ApiError(
+            400, f"max_tokens must be <= {limits.max_tokens} (limit max_tokens), got {requested}", param="max_tokens"
+        )
+    room = context - prompt_len
+    if room < 1 or (requested is not None and requested > room):
+        raise ApiError(
+            400,
+            f"prompt is {prompt_len} tokens and max_tokens is {requested}; the model's context length is {context}",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    max_tokens = requested or min(limits.default_max_tokens, room)
+    return [
+        SamplingParams(max_tokens, req.temperature, req.top_p, req.top_k, None if req.seed is None else req.seed + i)
+        for i in range(req.n)
+    ]
+
+
+async def _generate(
+    request: Request,
+    engine: ChatEngine,
+    worker: BatchWorker,
+    limits: ServerLimits,
+    model_name: str,
+    req: Any,
+    prompts: list[list[int]],
+    requested: int | None,
+    context: int,
+    shape: gen.ReplyShape,
+) -> Response:
+    if req.model != model_name:
+        raise ApiError(
+            404,
+            f"model {req.model!r} is not served here; this server serves {model_name!r}",
+            param="model",
+            code="model_not_found",
+            type="not_found_error",
+        )
+    rows, params = [], []
+    for prompt in prompts:
+        choice_params = _sampling(req, limits, len(prompt), requested, context)
+        rows += [prompt] * len(choice_params)
+        params += choice_params
+    job = gen.Job(engine.tokenizer, rows, params, req.stop_list(), sum(len(p) for p in prompts))
+    job.submit(worker)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(
+            gen.stream(job, shape, model_name, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return JSONResponse(await _until_done_or_gone(request, job, shape, model_name))
+
+
+async def _until_done_or_gone(request: Request, job: gen.Job, shape: gen.ReplyShape, model: str) -> dict[str, Any]:
+    """The finished reply; if the client disconnects first, its rows are cancelled (E4)."""
+    task = asyncio.ensure_future(gen.complete(job, shape, model))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ApiError(499, "client closed the request", code="client_closed")
+    finally:
+        if not task.done():
+            job.cancel()
+            task.cancel()
