@@ -1,0 +1,19 @@
+"""PPO: RLHF with a policy + value head, rewards from a reward model (stage rm), callables or an AI judge, and a
+per-token KL penalty to the reference model (fixed or adaptive coefficient).
+
+tokenizer -> template -> prompts -> reward sources -> policy (method) + value head + reference -> PpoTrainer
+"""
+
+from __future__ import annotations
+
+from lmforge.config.schema import RunConfig
+from lmforge.stages.common import train_and_save
+
+
+def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
+    from lmforge.rl.ppo import PpoTrainer
+    from lmforge.rl.setup import build_rl_trainer
+    from lmforge.rl.value import PolicyWithValue
+
+    trainer = build_rl_trainer(cfg, PpoTrainer, wrap=PolicyWithValue)
+    return train_and_save(trainer, cfg, resume)
