@@ -130,6 +130,26 @@ def _read_api_key(args: argparse.Namespace) -> str | None:
     return args.api_key or None
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lmforge.evaluation.config import load_eval_config
+
+    overrides = list(args.overrides)
+    config = args.config
+    if config and "=" in config and not config.endswith((".yaml", ".yml")):  # no YAML file, overrides only
+        config, overrides = None, [config, *overrides]
+    flags = {"task": args.task, "model.name_or_path": args.model, "model.adapter": args.adapter}
+    flags |= {"model.template": args.template, "output_dir": args.output_dir}
+    overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
+    cfg = load_eval_config(config, overrides)  # config errors surface before torch is imported
+    from lmforge.evaluation.results import format_table
+    from lmforge.evaluation.runner import run_evaluation
+
+    results = run_evaluation(cfg)
+    print(format_table(results))
+    print(f"results: {cfg.results_path}")
+    return 0
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from lmforge.config.docs import config_reference
 
@@ -272,12 +292,36 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from lmforge.evaluation.docs import eval_reference
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model (+ adapter): perplexity, generation BLEU/ROUGE, multiple-choice benchmarks",
+        description="Evaluate a model from a YAML config (configs/eval/*.yaml) and/or flags, with dotted key=value "
+        "overrides. Writes OUTPUT_DIR/eval_results.json (and predictions.jsonl for generate) and prints a table.\n\n"
+        "Examples:\n  lmforge eval configs/eval/mmlu.yaml model.name_or_path=runs/sft-lora/merged\n"
+        "  lmforge eval --task perplexity --model runs/quickstart/base --adapter runs/sft-lora --output-dir "
+        "runs/eval data.datasets=[identity_forge] data.catalog=examples/data/datasets.yaml\n\n" + eval_reference(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", nargs="?", help="YAML eval config (optional); key=value overrides follow it")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, applied in order")
+    p.add_argument("--task", choices=["perplexity", "generate", "choice"], help="same as task=...")
+    p.add_argument("--model", help="model folder or hub id (model.name_or_path)")
+    p.add_argument("--adapter", help="PEFT adapter folder (model.adapter)")
+    p.add_argument("--template", help="chat template name or auto (model.template; use the one training used)")
+    p.add_argument("--output-dir", help="where eval_results.json goes (output_dir)")
+    p.set_defaults(func=cmd_eval)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
     _add_init_model,
     _add_export,
     _add_chat,
+    _add_eval,
     _add_serve,
 ]
 
