@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-STAGES = ("pt", "sft", "ppo", "grpo")
+STAGES = ("pt", "sft", "ppo", "grpo", "rm", "dpo", "kto", "orpo", "simpo")
 METHODS = ("full", "freeze", "lora")
-DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text", "prompt")
+DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text", "prompt", "preference", "kto")
 # `train:` keys lmforge reads itself; they are not TrainingArguments fields (transformers 5 dropped
 # `overwrite_output_dir`; we keep its meaning: allow starting a fresh run in a non-empty output_dir).
 LMFORGE_TRAIN_KEYS: dict[str, type] = {"overwrite_output_dir": bool}
@@ -48,7 +48,7 @@ class DatasetSpec:
 
     name: str = _f("", "Name used in logs and reports (catalogue key, or the file name when inline).")
     path: str = _f("", "File, folder or hub dataset id.")
-    format: str = _f("alpaca", "alpaca | sharegpt | openai | text.")
+    format: str = _f("alpaca", "alpaca | sharegpt | openai | text | preference (chosen/rejected pairs) | kto.")
     columns: dict[str, str] = _f({}, "Map our field names to the file's columns, e.g. {prompt: question}.")
     tags: dict[str, str] = _f({}, "sharegpt role tags, e.g. {role_tag: from, content_tag: value, user_tag: human}.")
     split: str = _f("train", "Split to read when the source has several.")
@@ -107,7 +107,28 @@ class MethodConfig:
 class PreferenceConfig:
     """Preference stages (rm, dpo, kto, orpo, simpo)."""
 
-    beta: float = _f(0.1, "dpo/kto/orpo/simpo: strength of the preference term (inverse temperature).")
+    beta: float = _f(
+        0.1, "dpo/kto/simpo: inverse temperature of the implicit reward; orpo: lambda, weight of the odds-ratio term."
+    )
+    loss: Literal["sigmoid", "ipo", "hinge"] = _f(
+        "sigmoid", "dpo: sigmoid (DPO, Rafailov et al.), ipo (squared, Azar et al.) or hinge (SLiC)."
+    )
+    label_smoothing: float = _f(
+        0.0, "dpo (sigmoid)/simpo: probability that a pair's label is flipped (conservative DPO, cDPO); 0 = off."
+    )
+    sft_weight: float = _f(0.0, "dpo/simpo: add this x the chosen responses' token-mean NLL (SFT loss) to the loss.")
+    simpo_gamma: float = _f(0.5, "simpo: target reward margin gamma subtracted from the length-normalised margin.")
+    kto_desirable_weight: float = _f(1.0, "kto: weight of desirable (label true) examples' losses.")
+    kto_undesirable_weight: float = _f(1.0, "kto: weight of undesirable (label false) examples' losses.")
+    precompute_ref_log_probs: bool = _f(
+        False,
+        "dpo/kto: compute the reference log-probs once before training and store them with the dataset "
+        "(no reference forward per step; full/freeze need no frozen model copy in memory).",
+    )
+    reference_model: str | None = _f(
+        None,
+        "dpo/kto with full/freeze: model folder of the reference (default: a frozen copy of the initial policy).",
+    )
 
 
 @dataclass(frozen=True)
@@ -170,7 +191,11 @@ class RLConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    stage: str = _f("sft", "Training stage: pt (continued pretraining) | sft (supervised fine-tuning).")
+    stage: str = _f(
+        "sft",
+        "Training stage: pt (continued pretraining) | sft (supervised fine-tuning) | rm (reward model) | "
+        "dpo | kto | orpo | simpo (offline preference optimisation) | ppo | grpo (online RL).",
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)

@@ -61,14 +61,33 @@ def column_mapping(fmt: Format, spec: DatasetSpec) -> dict[str, str]:
     return {**fmt.defaults, **spec.columns}
 
 
+# the kind of rows each training stage reads (Format.stage), where it differs from the stage name
+STAGE_DATA = {"rm": "preference", "dpo": "preference", "orpo": "preference", "simpo": "preference"}
+
+
+def data_kind(stage: str) -> str:
+    """The Format.stage value a training stage reads: rm/dpo/orpo/simpo read preference pairs, kto reads kto."""
+    return STAGE_DATA.get(stage, stage)
+
+
+def effective_format(spec: DatasetSpec, columns: list[str]) -> Format:
+    """The spec's format, except that chat-format rows with chosen/rejected columns are preference rows
+    (LLaMA-Factory writes `formatting: sharegpt` plus `ranking: true` for them)."""
+    fmt = FORMATS.get(spec.format)
+    chosen = {spec.columns.get("chosen", "chosen"), spec.columns.get("rejected", "rejected")}
+    if fmt.stage == "sft" and chosen <= set(columns):
+        return FORMATS.get("preference")
+    return fmt
+
+
 def check_columns(spec: DatasetSpec, columns: list[str], stage: str) -> dict[str, str]:
     """Fail before tokenizing when the format does not fit the stage or required columns are missing."""
-    fmt = FORMATS.get(spec.format)
+    fmt = effective_format(spec, columns)
     mapping = column_mapping(fmt, spec)
-    if fmt.stage == "sft" and {"chosen", "rejected"} <= set(columns):  # preference rows under a chat format
-        fmt = FORMATS.get("preference")
-    if fmt.stage != stage:
-        expected = [f"{f.name} ({', '.join(f.defaults[r] for r in f.required)})" for f in _formats_for(stage)]
+    if fmt.stage != data_kind(stage):
+        expected = [
+            f"{f.name} ({', '.join(f.defaults[r] for r in f.required)})" for f in _formats_for(data_kind(stage))
+        ]
         raise DataError(
             f"dataset {spec.name!r}: dataset format {fmt.name} does not match stage {stage}; "
             f"stage {stage} expects fields of: {'; '.join(expected)}"
@@ -235,7 +254,6 @@ def iter_conversations(
     spec: DatasetSpec, data: DataConfig, stage: str, counts: Any, bad_rows: list, streaming: bool = False
 ) -> Iterator[dict[str, Any]]:
     """Rows of one dataset, columns checked on the first row, converted; drops counted in `counts` if given."""
-    fmt = FORMATS.get(spec.format)
     limits = [n for n in (spec.max_samples, data.max_samples) if n is not None]
     rows = iter_source(
         spec.path,
@@ -248,10 +266,12 @@ def iter_conversations(
         streaming=streaming,
     )
     mapping: dict[str, str] | None = None
+    fmt = FORMATS.get(spec.format)
     for index, row in enumerate(rows):
         if limits and index >= min(limits):
             return
-        mapping = mapping or check_columns(spec, list(row), stage)
+        if mapping is None:
+            mapping, fmt = check_columns(spec, list(row), stage), effective_format(spec, list(row))
         if counts is not None:
             counts.read += 1
         try:
@@ -292,18 +312,47 @@ FORMATS.register(
     "openai", Format("openai", "sft", {"messages": "messages", "tools": "tools"}, ("messages",), convert_openai)
 )
 FORMATS.register("text", Format("text", "pt", {"text": "text"}, ("text",), convert_text))
+
+
+def _convert_preference(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
+    from lmforge.data.preference import convert_preference  # it builds on this module's converters
+
+    return convert_preference(row, spec, mapping)
+
+
+def _convert_kto(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
+    from lmforge.data.preference import convert_kto
+
+    return convert_kto(row, spec, mapping)
+
+
 FORMATS.register(
     "preference",
     Format(
         "preference",
         "preference",
-        {"prompt": "prompt", "messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+        {
+            "prompt": "prompt",
+            "query": "input",
+            "messages": "conversations",
+            "chosen": "chosen",
+            "rejected": "rejected",
+            "system": "system",
+            "tools": "tools",
+        },
         ("chosen", "rejected"),
-        None,
+        _convert_preference,
     ),
 )
 FORMATS.register(
-    "kto", Format("kto", "kto", {"messages": "messages", "kto_tag": "label"}, ("messages", "kto_tag"), None)
+    "kto",
+    Format(
+        "kto",
+        "kto",
+        {"messages": "messages", "kto_tag": "label", "prompt": "prompt", "response": "completion", "tools": "tools"},
+        ("kto_tag",),
+        _convert_kto,
+    ),
 )
 # Prompts-only rows for the online RL stages (ppo, grpo); converted by data/prompts.py, which also takes alpaca,
 # sharegpt and openai rows (a final assistant turn / alpaca output becomes the reference answer).

@@ -16,6 +16,7 @@ from lmforge.data import encode
 from lmforge.data.cache import cache_key, default_cache_dir, load_entry, save_entry
 from lmforge.data.catalog import resolve_specs
 from lmforge.data.formats import iter_conversations
+from lmforge.data.pairwise import PREFERENCE_STAGES, encode_preference_rows, encoded_features
 from lmforge.data.report import DataReport, DatasetCounts
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
@@ -53,11 +54,18 @@ def _encode_fn(stage: str, spec: DatasetSpec, tokenizer: Any, template: Any, dat
         if stage == "pt":
             return {"input_ids": encode.encode_document(value, tokenizer)}
         try:
+            if stage in PREFERENCE_STAGES:
+                return encode_preference_rows(stage, [convs[value]], template, tokenizer, data)[0]
             return encode.encode_conversation(convs[value], template, tokenizer, data)
         except DataError as exc:
             raise DataError(f"dataset {spec.name!r} ({spec.path}), row {index} (0-based): {exc}") from None
 
     def encode_rows(values: list, indices: list[int]) -> list[dict[str, Any]]:
+        if stage in PREFERENCE_STAGES:
+            try:
+                return encode_preference_rows(stage, [convs[v] for v in values], template, tokenizer, data)
+            except DataError:
+                pass  # encode row by row below, so the error names the failing row
         if stage == "sft":
             try:
                 return encode.encode_conversations([convs[v] for v in values], template, tokenizer, data)
@@ -77,6 +85,8 @@ def _encoded_features(stage: str) -> Any:
     """Declared output types, so datasets skips inferring them from millions of Python ints."""
     import datasets
 
+    if stage in PREFERENCE_STAGES:
+        return encoded_features(stage)
     ids = datasets.List(datasets.Value("int32"))
     if stage == "pt":
         return datasets.Features({"input_ids": ids})
@@ -106,8 +116,9 @@ def encode_source(
     import datasets
 
     values = convert_source(spec, cfg.data, cfg.stage, counts, report.bad_rows)
-    convs = values if cfg.stage == "sft" else []
-    ds = datasets.Dataset.from_dict({"value": list(range(len(values))) if cfg.stage == "sft" else values})
+    by_index = cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES  # conversations are mapped by row number
+    convs = values if by_index else []
+    ds = datasets.Dataset.from_dict({"value": list(range(len(values))) if by_index else values})
     if values:
         ds = ds.map(
             _encode_fn(cfg.stage, spec, tokenizer, template, cfg.data, convs),
@@ -122,7 +133,7 @@ def encode_source(
             load_from_cache_file=False,
             new_fingerprint=f"{key}-{spec.name}",
         )
-    if cfg.stage == "sft" and len(ds):
+    if by_index and len(ds):
         aux = ds.select_columns(_AUX).to_dict()  # plain lists in one go; ds[column] decodes row by row
         drops = aux["_drop"]
         for reason in drops:
@@ -248,8 +259,8 @@ def write_bad_rows(cfg: RunConfig, bad_rows: list[dict[str, Any]]) -> None:
 
 def build_datasets(cfg: RunConfig, tokenizer: Any, template: Any | None) -> DatasetBundle:
     """Training (and evaluation) datasets of encoded rows plus a report of what preprocessing did."""
-    if cfg.stage == "sft" and template is None:
-        raise DataError("sft needs a chat template to encode conversations")
+    if (cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES) and template is None:
+        raise DataError(f"{cfg.stage} needs a chat template to encode conversations")
     specs = resolve_specs(cfg.data.datasets, cfg.data, "data.datasets")
     eval_specs = resolve_specs(cfg.data.eval_datasets, cfg.data, "data.eval_datasets")
     seed = data_seed(cfg)

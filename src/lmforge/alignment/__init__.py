@@ -1,0 +1,1 @@
+"""Offline preference optimisation (rm, dpo, kto, orpo, simpo): losses, pair batches, references, trainer."""

@@ -1,0 +1,112 @@
+"""Encode preference pairs and KTO examples with exactly the SFT template and masking.
+
+A pair {"prompt", "chosen", "rejected"} becomes two sft-style rows, prompt + chosen and prompt + rejected, each
+encoded by the template in one batch call: prompt ids masked (-100), response ids trained. Only the response
+turns (those after the prompt) are trained, as sft with `mask_history` would for a one-turn response, so the
+prompt's earlier assistant turns never count in a log-prob. The cutoff applies to each side with the sft policy
+(drop, or truncate the response); if either side is dropped the pair is dropped, counted under that reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmforge.config.schema import DataConfig
+from lmforge.data.encode import IGNORE_INDEX, fit_to_cutoff
+from lmforge.templates.encoding import has_control_text
+from lmforge.utils.errors import DataError
+
+PAIR_STAGES = ("rm", "dpo", "orpo", "simpo")
+PREFERENCE_STAGES = (*PAIR_STAGES, "kto")
+AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text"]
+
+
+def _response_row(
+    turns: list, prompt_turns: int, conversation: list[dict[str, Any]], tokenizer: Any, data: DataConfig
+) -> dict[str, Any]:
+    """ids of a whole conversation; labels only on the turns after the prompt's `prompt_turns` assistant turns."""
+    if len(turns) <= prompt_turns:
+        raise DataError("the response has no assistant turn to train on")
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for k, turn in enumerate(turns):
+        input_ids += turn.prompt_ids + turn.response_ids
+        labels += [IGNORE_INDEX] * len(turn.prompt_ids)
+        labels += list(turn.response_ids) if k >= prompt_turns else [IGNORE_INDEX] * len(turn.response_ids)
+    row = fit_to_cutoff(input_ids, labels, data)
+    row["_control_text"] = has_control_text(tokenizer, conversation)
+    return row
+
+
+def _assistant_turns(messages: list[dict[str, Any]]) -> int:
+    return sum(1 for m in messages if m["role"] == "assistant")
+
+
+def encode_pairs(pairs: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig) -> list[dict[str, Any]]:
+    """Rows with chosen_/rejected_ input_ids and labels plus the pair's drop/truncation flags."""
+    conversations = []
+    for pair in pairs:
+        conversations.append((pair["prompt"] + pair["chosen"], pair.get("tools")))
+        conversations.append((pair["prompt"] + pair["rejected"], pair.get("tools")))
+    all_turns = template.encode_turns_many(tokenizer, conversations)
+    rows = []
+    for i, pair in enumerate(pairs):
+        prompt_turns = _assistant_turns(pair["prompt"])
+        chosen = _response_row(all_turns[2 * i], prompt_turns, conversations[2 * i][0], tokenizer, data)
+        rejected = _response_row(all_turns[2 * i + 1], prompt_turns, conversations[2 * i + 1][0], tokenizer, data)
+        rows.append(
+            {
+                "chosen_input_ids": chosen["input_ids"],
+                "chosen_labels": chosen["labels"],
+                "rejected_input_ids": rejected["input_ids"],
+                "rejected_labels": rejected["labels"],
+                "_drop": chosen["_drop"] or rejected["_drop"],
+                "_truncated": chosen["_truncated"] or rejected["_truncated"],
+                "_eos_cut": chosen["_eos_cut"] or rejected["_eos_cut"],
+                "_length": max(chosen["_length"], rejected["_length"]),
+                "_control_text": chosen["_control_text"] or rejected["_control_text"],
+            }
+        )
+    return rows
+
+
+def encode_kto(examples: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig) -> list[dict]:
+    """Rows with input_ids, labels (only the judged last turn trained), kto_label and prompt_len (the ids before
+    the judged response, so the collator can pair prompts with other examples' completions for the KL term)."""
+    all_turns = template.encode_turns_many(tokenizer, [(ex["messages"], ex.get("tools")) for ex in examples])
+    rows = []
+    for example, turns in zip(examples, all_turns, strict=True):
+        row = _response_row(turns, len(turns) - 1, example["messages"], tokenizer, data)
+        row["kto_label"] = bool(example["label"])
+        prompt_len = sum(len(t.prompt_ids) + len(t.response_ids) for t in turns) - len(turns[-1].response_ids)
+        row["prompt_len"] = max(1, min(prompt_len, len(row["input_ids"]) - 1))  # >= 1 id each side after a cut
+        rows.append(row)
+    return rows
+
+
+def encoded_features(stage: str) -> Any:
+    """datasets Features of encoded preference (pair stages) or KTO rows, aux columns included."""
+    import datasets
+
+    ids = datasets.List(datasets.Value("int32"))
+    aux = {
+        "_drop": datasets.Value("string"),
+        "_truncated": datasets.Value("bool"),
+        "_eos_cut": datasets.Value("bool"),
+        "_length": datasets.Value("int32"),
+        "_control_text": datasets.Value("bool"),
+    }
+    if stage == "kto":
+        columns = {"input_ids": ids, "labels": ids, "kto_label": datasets.Value("bool")}
+        return datasets.Features({**columns, "prompt_len": datasets.Value("int32"), **aux})
+    names = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")
+    return datasets.Features({**{name: ids for name in names}, **aux})
+
+
+def encode_preference_rows(
+    stage: str, convs: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig
+) -> list[dict[str, Any]]:
+    """The encoder of a preference stage (kto: single examples; rm/dpo/orpo/simpo: pairs)."""
+    if stage == "kto":
+        return encode_kto(convs, template, tokenizer, data)
+    return encode_pairs(convs, template, tokenizer, data)
