@@ -67,6 +67,11 @@ class ChoiceConfig:
     subjects: list[str] = _f([], "Subjects to evaluate (file-name stems); empty = all found.")  # noqa: RUF009
     categories: str | None = _f(None, "JSON file mapping subject -> category (or C-Eval's [en, zh, category]).")
     on_bad_row: Literal["error", "skip"] = _f("error", "Malformed rows: stop with an error, or skip and count them.")
+    max_length: int | None = _f(
+        None,
+        "Longest prompt in tokens (default: the model's max_position_embeddings); longer k-shot prompts drop "
+        "their earliest examples (counted), questions too long even 0-shot are skipped (counted).",
+    )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ _METRIC_ORDER = (
 )
 
 
+def progress_bar(total: int, desc: str) -> Any:
+    """A tqdm bar on terminals; silent when stderr is not a tty (logs, tests)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ex", disable=None)
+
+
 def write_results(path: Path, results: dict[str, Any]) -> None:
     """Write next to the target, then rename: a crash never leaves half a JSON file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,4 +60,9 @@ def format_table(results: dict[str, Any]) -> str:
     notes = [f"{name}: skipped {m['skipped']}" for name, m in results.get("datasets", {}).items() if m.get("skipped")]
     if results.get("skipped_rows"):
         notes.append(f"malformed benchmark rows skipped: {results['skipped_rows']}")
+    if results.get("fewer_shots") or results.get("skipped_too_long"):
+        notes.append(
+            f"prompts shortened to fit (fewer examples): {results['fewer_shots']}; "
+            f"questions skipped as too long: {results['skipped_too_long']}"
+        )
     return "\n".join([f"task {results['task']} — {results['model']}", *lines, *notes])

@@ -16,7 +16,7 @@ from lmforge.evaluation.config import load_eval_config
 from lmforge.evaluation.runner import run_evaluation
 from lmforge.inference.engine import ChatEngine
 from lmforge.templates import get_template
-from lmforge.utils.errors import ConfigError
+from lmforge.utils.errors import ConfigError, DataError
 from tests.fixtures.tokenizers import load_fixture_tokenizer
 from tests.unit.evaluation.conftest import SAMPLES
 
@@ -89,6 +89,7 @@ class OracleLM(torch.nn.Module):
         super().__init__()
         self.tokenizer, self.answers, self.fixed = tokenizer, answers, fixed
         self.vocab = len(tokenizer)
+        self.longest = 0  # longest unpadded input seen
 
     @property
     def device(self) -> torch.device:
@@ -98,6 +99,7 @@ class OracleLM(torch.nn.Module):
         logits = torch.zeros(*input_ids.shape, self.vocab)
         for row, (ids, mask) in enumerate(zip(input_ids, attention_mask, strict=True)):
             text = self.tokenizer.decode(ids[mask.bool()])
+            self.longest = max(self.longest, int(mask.sum()))
             last_question = max(self.answers, key=lambda q: text.rfind(q + "\n"))
             letter = self.fixed or self.answers[last_question]
             logits[row, int(mask.sum()) - 1, self.tokenizer.convert_tokens_to_ids(letter)] = 10.0
@@ -150,3 +152,23 @@ def test_cmmlu_and_ceval_layouts_score_end_to_end(tmp_path: Path, engine: ChatEn
         result = _run_choice(tmp_path, engine, OracleLM(engine.tokenizer, answers), **keys)
         assert result["metrics"]["accuracy"] == 1.0 and result["metrics"]["total"] == (16 if layout == "cmmlu" else 8)
         assert set(result["categories"]) == {"STEM", "Humanities"}
+
+
+def test_prompts_over_the_length_limit_drop_examples_or_are_skipped_and_counted(
+    tmp_path: Path, engine: ChatEngine
+) -> None:
+    root = SAMPLES / "mmlu"
+    answers = {**_answers(root / "data" / "test"), **_answers(root / "data" / "dev")}
+    keys = {"choice.benchmark_dir": str(root), "choice.n_shot": "5"}
+    full = OracleLM(engine.tokenizer, answers)
+    unlimited = _run_choice(tmp_path, engine, full, **keys)
+    assert (unlimited["fewer_shots"], unlimited["skipped_too_long"]) == (0, 0)
+
+    limit = full.longest - 40  # the longest 5-shot prompts no longer fit
+    fitted = OracleLM(engine.tokenizer, answers)
+    result = _run_choice(tmp_path, engine, fitted, **keys, **{"choice.max_length": str(limit)})
+    assert result["fewer_shots"] > 0 and result["skipped_too_long"] == 0
+    assert fitted.longest <= limit and result["metrics"]["accuracy"] == 1.0
+
+    with pytest.raises(DataError, match=r"no questions to score .*12 too long for the length limit"):
+        _run_choice(tmp_path, engine, fitted, **keys, **{"choice.max_length": "8"})
