@@ -8,7 +8,8 @@
 # Env: PEER_ROOT (/tmp/peers: peer venv, models, runs, results), SHARED_BENCH (REPO/../shared/bench),
 #      LMFORGE (the lmforge executable, default .venv/bin/lmforge), REPEATS (2),
 #      WORKLOADS ("sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc"; a third field
-#      `gc` runs ours with gradient checkpointing on, against the same peer), PREPROCESS (1), HELP_TIMING (1).
+#      `gc` runs ours with gradient checkpointing on, against the same peer), PREPROCESS (1), HELP_TIMING (1),
+#      API (1: the serving workload, bench/api_bench.py, req/s and latency at 1/8/32 clients; results/api.jsonl).
 # The harness runs from a private copy under $PEER_ROOT/harness: its scripts write next to themselves
 # (versions.json, summary.md) and the shared folder must stay untouched. Results: $PEER_ROOT/results/.
 set -uo pipefail
@@ -100,3 +101,10 @@ for w in $WORKLOADS; do
   "$SUMMARY_PY" "$HARNESS/report.py" --runs "$RESULTS_JSONL" --ratio "ours_${wl}${gc:+_gc}_${size}" "lf_${wl}_${size}"
 done
 "$SUMMARY_PY" "$REPO/bench/ratios.py" --runs "$RESULTS_JSONL" --preprocess "$PREPROC_JSONL" --help-times "$RESULTS/help_time.jsonl"
+
+if [ "${API:-1}" = 1 ]; then
+  echo "=== API serving: lmforge serve at 1, 8, 32 concurrent clients (tiny, small) ==="
+  wait_quiet
+  "$OUR_PY" "$REPO/bench/api_bench.py" --models-dir "$MODELS_DIR" --out "$RESULTS/api.jsonl" 2>&1 \
+    | grep -E "^API_RESULT|^\|" | cut -c1-400
+fi

@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Throughput and latency of `lmforge serve` at 1, 8 and 32 concurrent clients (the API workload of `make bench`).
+
+  python bench/api_bench.py [--sizes tiny small] [--concurrency 1 8 32] [--max-tokens 32] [--out api.jsonl]
+
+Models come from `lmforge init-model --size SIZE` (built once under --models-dir). Each size gets a real
+`lmforge serve` process (API key on); each concurrency level runs max(32, 4 x clients) requests, half of them
+streaming, temperature 0, every client sending its next request as soon as the last one is answered. Prints one
+`API_RESULT {json}` line per level and a markdown table; `foreign_cpu_frac` is the share of the machine's CPU used by
+other processes during the level (the machine may be shared), as in the other bench scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cpu_load import machine_busy_s, own_cpu_s
+
+REPO = Path(__file__).resolve().parent.parent
+LMFORGE = [sys.executable, "-m", "lmforge.cli"]
+KEY = "api-bench-key"
+TOPICS = ["rivers", "tea", "chess", "bridges", "owls", "clocks", "glass", "maps", "salt", "kites", "moss", "ink"]
+
+
+def ensure_model(models_dir: Path, size: str) -> Path:
+    folder = models_dir / size
+    if not (folder / "config.json").exists():
+        subprocess.run([*LMFORGE, "init-model", "--size", size, "--output", str(folder)], check=True)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model: Path, port: int) -> subprocess.Popen:
+    argv = [
+        *LMFORGE,
+        "serve",
+        "--model",
+        str(model),
+        "--model-name",
+        "bench",
+        "--port",
+        str(port),
+        "--api-key",
+        KEY,
+        "--dtype",
+        "float32",
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"lmforge serve exited: {proc.stderr.read() if proc.stderr else ''}")
+    proc.terminate()
+    raise RuntimeError("lmforge serve did not become healthy in 60 s")
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def body(i: int, max_tokens: int, stream: bool) -> dict[str, Any]:
+    text = f"Request {i}. Write a few sentences about {TOPICS[i % len(TOPICS)]} and why people like them."
+    return {
+        "model": "bench",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+        **({"stream_options": {"include_usage": True}} if stream else {}),
+    }
+
+
+async def one_request(client: httpx.AsyncClient, url: str, i: int, max_tokens: int) -> tuple[float, float, int]:
+    """(latency, time to first token, completion tokens); raises on any error."""
+    start, stream = time.perf_counter(), i % 2 == 0
+    if not stream:
+        response = await client.post(url, json=body(i, max_tokens, False))
+        response.raise_for_status()
+        latency = time.perf_counter() - start
+        return latency, latency, response.json()["usage"]["completion_tokens"]
+    first, tokens, done = None, 0, False
+    async with client.stream("POST", url, json=body(i, max_tokens, True)) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if line == "data: [DONE]":
+                done = True
+            elif line.startswith("data: "):
+                chunk = json.loads(line[6:])
+                first = first or (time.perf_counter() if chunk["choices"] else None)
+                tokens = chunk["usage"]["completion_tokens"] if chunk.get("usage") else tokens
+    if not done:
+        raise RuntimeError("stream ended without [DONE]")
+    end = time.perf_counter()
+    return end - start, (first or end) - start, tokens
+
+
+async def run_level(port: int, clients: int, requests: int, max_tokens: int) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    todo = list(range(requests))
+    results: list[tuple[float, float, int]] = []
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(timeout=300, headers={"Authorization": f"Bearer {KEY}"}, limits=limits) as client:
+
+        async def worker() -> None:
+            while todo:
+                results.append(await one_request(client, url, todo.pop(), max_tokens))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    latencies, ttfts = [r[0] for r in results], [r[1] for r in results]
+    q = lambda values, p: statistics.quantiles(values, n=100, method="inclusive")[p - 1]  # noqa: E731
+    return {
+        "clients": clients,
+        "requests": requests,
+        "seconds": round(elapsed, 3),
+        "requests_per_s": round(requests / elapsed, 2),
+        "output_tokens_per_s": round(sum(r[2] for r in results) / elapsed, 1),
+        "latency_p50_s": round(q(latencies, 50), 4),
+        "latency_p95_s": round(q(latencies, 95), 4),
+        "ttft_p50_s": round(q(ttfts, 50), 4),
+        "ttft_p95_s": round(q(ttfts, 95), 4),
+    }
+
+
+def bench_size(size: str, model: Path, levels: list[int], max_tokens: int) -> list[dict[str, Any]]:
+    port = free_port()
+    server = start_server(model, port)
+    rows = []
+    try:
+        asyncio.run(run_level(port, 4, 8, max_tokens))  # warm-up: first-call allocations, thread pools
+        for clients in levels:
+            busy0, own0, srv0 = machine_busy_s(), own_cpu_s(), process_cpu_s(server.pid)
+            wall0 = time.perf_counter()
+            row = asyncio.run(run_level(port, clients, max(32, 4 * clients), max_tokens))
+            wall = time.perf_counter() - wall0
+            ours = own_cpu_s() - own0 + process_cpu_s(server.pid) - srv0
+            foreign = (machine_busy_s() - busy0 - ours) / (wall * (os.cpu_count() or 1))
+            rows.append(
+                {
+                    "name": f"api_{size}_c{clients}",
+                    "model": size,
+                    "max_tokens": max_tokens,
+                    **row,
+                    "foreign_cpu_frac": round(max(0.0, foreign), 3),
+                }
+            )
+            print("API_RESULT " + json.dumps(rows[-1]), flush=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "| model | clients | requests | req/s | x vs 1 client | out tok/s | p50 s | p95 s | TTFT p50 s | foreign CPU |"
+    )
+    lines = [header, "|---" * 10 + "|"]
+    base = {r["model"]: r["requests_per_s"] for r in rows if r["clients"] == 1}
+    for r in rows:
+        ratio = f"{r['requests_per_s'] / base[r['model']]:.1f}" if r["model"] in base else "-"
+        lines.append(
+            f"| {r['model']} | {r['clients']} | {r['requests']} | {r['requests_per_s']} | {ratio} | "
+            f"{r['output_tokens_per_s']} | {r['latency_p50_s']} | {r['latency_p95_s']} | {r['ttft_p50_s']} | "
+            f"{r['foreign_cpu_frac']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens per request (default 32)")
+    parser.add_argument("--models-dir", type=Path, default=Path("/tmp/lmforge_api_bench/models"))
+    parser.add_argument("--out", type=Path, help="append one JSON line per level to this file")
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes:
+        rows += bench_size(size, ensure_model(args.models_dir, size), args.concurrency, args.max_tokens)
+    if args.out:
+        with args.out.open("a") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in rows)
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
