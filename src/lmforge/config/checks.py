@@ -137,3 +137,57 @@ def check_config(cfg: RunConfig) -> None:
     """Run every rule; the first violation raises a ConfigError naming the options involved."""
     for rule in RULES:
         rule(cfg)
+
+
+# --- preference stages (rm, dpo, kto, orpo, simpo) ---
+PREFERENCE_STAGES = ("rm", "dpo", "kto", "orpo", "simpo")
+_WEIGHT_ADAPTERS = ("lora", "qlora", "loha", "lokr", "adalora", "vera", "ia3", "oft")
+
+
+def check_pref_loss_options(cfg: RunConfig) -> None:
+    """pref.loss picks the DPO variant; label smoothing is defined for the sigmoid losses only (DPO, SimPO)."""
+    pref = cfg.pref
+    if pref.loss != "sigmoid" and cfg.stage != "dpo":
+        raise ConfigError(f"pref.loss: {pref.loss!r} is a dpo loss; stage {cfg.stage} has its own (unset pref.loss)")
+    if pref.label_smoothing and not (cfg.stage == "simpo" or (cfg.stage == "dpo" and pref.loss == "sigmoid")):
+        raise ConfigError(
+            f"pref.label_smoothing needs stage dpo with pref.loss: sigmoid, or stage simpo "
+            f"(got stage {cfg.stage}, pref.loss {pref.loss})"
+        )
+    if not 0 <= pref.label_smoothing < 0.5:
+        raise ConfigError(f"pref.label_smoothing must be in [0, 0.5), got {pref.label_smoothing}")
+    if pref.beta <= 0:
+        raise ConfigError(f"pref.beta must be > 0, got {pref.beta}")
+
+
+def check_reference_options(cfg: RunConfig) -> None:
+    """Only dpo and kto have a reference model; an explicit reference folder replaces the frozen copy of
+    full/freeze (with adapters the reference is the adapter-disabled or SFT-adapter model)."""
+    pref = cfg.pref
+    if (pref.precompute_ref_log_probs or pref.reference_model) and cfg.stage not in ("dpo", "kto"):
+        key = "precompute_ref_log_probs" if pref.precompute_ref_log_probs else "reference_model"
+        raise ConfigError(f"pref.{key} needs stage dpo or kto (stage {cfg.stage} has no reference model)")
+    if pref.reference_model and cfg.method.name not in ("full", "freeze"):
+        raise ConfigError(
+            f"pref.reference_model needs method.name full or freeze; with {cfg.method.name} the reference is the "
+            "adapter-disabled model (or the SFT adapter in model.adapter_name_or_path)"
+        )
+
+
+def check_preference_batches(cfg: RunConfig) -> None:
+    """Preference batches are padding-free pair rows built in memory: no packing, streaming or prompt methods."""
+    if cfg.stage not in PREFERENCE_STAGES:
+        return
+    for key, value in (("data.packing", cfg.data.packing), ("data.streaming", cfg.data.streaming)):
+        if value:
+            raise ConfigError(f"{key} is not supported by stage {cfg.stage} (pairs are batched padding-free)")
+    if cfg.method.name not in ("full", "freeze", *_WEIGHT_ADAPTERS):
+        raise ConfigError(
+            f"method.name: {cfg.method.name} prepends virtual tokens per padded row; stage {cfg.stage} batches "
+            f"samples padding-free in one row; use full, freeze or a weight adapter ({', '.join(_WEIGHT_ADAPTERS)})"
+        )
+    if cfg.data.train_on_prompt:
+        raise ConfigError(f"data.train_on_prompt does not apply to stage {cfg.stage}: only responses are scored")
+
+
+RULES.extend([check_pref_loss_options, check_reference_options, check_preference_batches])

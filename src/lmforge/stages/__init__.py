@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lmforge.config.schema import RunConfig
-from lmforge.stages import grpo, ppo, pt, sft
+from lmforge.stages import dpo, grpo, kto, orpo, ppo, pt, rm, sft, simpo
 from lmforge.utils.registry import Registry
 
 StageRun = Callable[[RunConfig, bool], dict[str, float]]
@@ -15,3 +15,8 @@ STAGES.register("pt", pt.run)
 STAGES.register("sft", sft.run)
 STAGES.register("grpo", grpo.run)
 STAGES.register("ppo", ppo.run)
+STAGES.register("rm", rm.run)
+STAGES.register("dpo", dpo.run)
+STAGES.register("kto", kto.run)
+STAGES.register("orpo", orpo.run)
+STAGES.register("simpo", simpo.run)

@@ -26,7 +26,7 @@ logger = get_logger(__name__)
 SNAPSHOT = "lmforge_config.yaml"
 RUN_INFO = "lmforge_run.json"
 # Sections compared in full on resume, except for keys that cannot change the training trajectory.
-_COMPARED_SECTIONS = ("model", "data", "method")
+_COMPARED_SECTIONS = ("model", "data", "method", "pref")
 _FREE_KEYS = {"data.num_proc", "data.cache_dir", "data.overwrite_cache", "data.on_bad_row", "data.encoding"}
 _COMPARED_TRAIN_KEYS = (
     "per_device_train_batch_size",

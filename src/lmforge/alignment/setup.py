@@ -1,0 +1,114 @@
+"""Building blocks the preference stages share: data, policy + reference, trainer, and the final outputs."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from lmforge.alignment.objectives import OBJECTIVES, Objective
+from lmforge.alignment.reference import Reference, adapter_reference, frozen_copy_reference, precompute_reference_logps
+from lmforge.alignment.trainer import PreferenceTrainer
+from lmforge.config.schema import RunConfig
+from lmforge.stages.common import resume_checkpoint, save_final_model, store_chat_template
+from lmforge.training.arguments import build_training_arguments
+from lmforge.training.callbacks import JsonlLogCallback
+from lmforge.training.plotting import plot_losses
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+def load_preference_data(cfg: RunConfig) -> tuple[Any, Any, Any]:
+    """(tokenizer, template, datasets): pairs or KTO examples encoded with the sft template and masking."""
+    from lmforge.data.pipeline import build_datasets
+    from lmforge.models.loading import load_tokenizer
+    from lmforge.templates import get_template
+
+    tokenizer = load_tokenizer(cfg.model)
+    template = get_template(cfg.data.template, tokenizer)
+    store_chat_template(tokenizer, template, cfg.data.template)
+    return tokenizer, template, build_datasets(cfg, tokenizer, template)
+
+
+def load_policy(cfg: RunConfig, tokenizer: Any, needs_reference: bool) -> tuple[Any, Reference | None]:
+    """The policy with its tuning method applied, and its reference (None for reference-free objectives)."""
+    from lmforge.methods import prepare_model
+    from lmforge.models.loading import load_model
+
+    model = load_model(cfg.model, tokenizer)
+    frozen = None
+    if needs_reference and cfg.method.name in ("full", "freeze"):
+        if cfg.pref.reference_model:
+            ref_cfg = dataclasses.replace(
+                cfg.model, name_or_path=cfg.pref.reference_model, gradient_checkpointing=False
+            )
+            frozen = load_model(ref_cfg, tokenizer)
+        else:
+            frozen = copy.deepcopy(model)  # the initial policy, before any update
+    model = prepare_model(model, cfg.method, cfg.model)
+    if not needs_reference:
+        return model, None
+    if frozen is not None:
+        reference = frozen_copy_reference(frozen)
+    else:
+        reference = adapter_reference(model, cfg.model.adapter_name_or_path)
+    logger.info("reference model: %s", reference.description)
+    return model, reference
+
+
+def with_reference_logps(cfg: RunConfig, data: Any, objective: Objective, reference: Reference | None) -> Any:
+    """With `pref.precompute_ref_log_probs`, compute them once, store them in the datasets and drop a frozen copy."""
+    if not cfg.pref.precompute_ref_log_probs or reference is None:
+        return data
+    batch = int(cfg.train.get("per_device_eval_batch_size") or cfg.train.get("per_device_train_batch_size", 8))
+    data.train = precompute_reference_logps(data.train, reference, objective.collate, batch, objective.ref_columns)
+    if data.eval is not None:
+        data.eval = precompute_reference_logps(data.eval, reference, objective.collate, batch, objective.ref_columns)
+    objective.reference = None  # frees the frozen copy (full/freeze); lora keeps no copy anyway
+    return data
+
+
+def build_preference_trainer(cfg: RunConfig, model: Any, tokenizer: Any, data: Any, objective: Objective) -> Any:
+    return PreferenceTrainer(
+        model=model,
+        args=build_training_arguments(cfg),
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=objective.collate,
+        processing_class=tokenizer,
+        callbacks=[JsonlLogCallback(cfg.output_dir)],
+        objective=objective,
+    )
+
+
+def make_objective(cfg: RunConfig, reference: Reference | None) -> Objective:
+    return OBJECTIVES[cfg.stage](cfg.pref, reference)
+
+
+def train_and_save(trainer: Any, cfg: RunConfig, resume: bool) -> dict[str, float]:
+    """As the sft one, without perplexity (a preference loss is no likelihood): train, evaluate, save."""
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg, resume))
+    metrics = dict(result.metrics)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    if trainer.eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    trainer.save_state()
+    unload_reference_adapter(trainer.model)
+    save_final_model(trainer, cfg.output_dir)
+    if trainer.is_world_process_zero():
+        plot_losses(trainer.state.log_history, Path(cfg.output_dir))
+    return metrics
+
+
+def unload_reference_adapter(model: Any) -> None:
+    """The frozen SFT copy is no part of the result: only the trained 'default' adapter is saved."""
+    from lmforge.alignment.reference import REFERENCE_ADAPTER
+
+    if REFERENCE_ADAPTER in getattr(model, "peft_config", {}):
+        model.delete_adapter(REFERENCE_ADAPTER)

@@ -1,0 +1,156 @@
+"""Reward models: a causal-LM backbone with a scalar `score` head (transformers' *ForSequenceClassification with
+num_labels=1), trained by stage rm and used by ppo/grpo through `load_reward_model(path).score(sequences)`.
+
+Scores are read at each sample's last token of a padding-free row (position ids restart per sample), never found
+through pad_token_id, so a sequence that ends in a token equal to the pad id still scores correctly. The folder the
+rm stage writes is a normal transformers (full) or PEFT (lora, `score` in modules_to_save) folder, safetensors only,
+plus `reward_model.json` naming the chat template the scores assume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmforge.config.schema import ModelConfig
+from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
+from lmforge.models.loading import (
+    _from_pretrained,
+    check_remote_code,
+    check_safetensors_only,
+    resize_embeddings,
+    resolve_dtype,
+)
+from lmforge.utils.errors import ConfigError
+
+REWARD_INFO = "reward_model.json"
+SCORE_BATCH_TOKENS = 8192  # tokens per scoring forward (one padding-free row)
+
+
+def load_reward_backbone(model_cfg: ModelConfig, tokenizer: Any) -> Any:
+    """The base model as *ForSequenceClassification(num_labels=1) ready to train (packed SDPA, no KV cache)."""
+    from transformers import AutoModelForSequenceClassification
+
+    check_remote_code(model_cfg)
+    check_safetensors_only(model_cfg.name_or_path)
+    model = _from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained,
+        model_cfg,
+        "model",
+        num_labels=1,
+        dtype=resolve_dtype(model_cfg.dtype),
+        attn_implementation=model_cfg.attn_implementation,
+        use_safetensors=True,
+    )
+    if model_cfg.attn_implementation == "sdpa" and supports_packed_sdpa(model.config):
+        model.set_attn_implementation(register_packed_sdpa())
+    resize_embeddings(model, len(tokenizer), model_cfg.resize_vocab_multiple)
+    model.config.use_cache = False
+    model.config.pad_token_id = tokenizer.pad_token_id  # plain transformers pools padded batches with it
+    if model_cfg.gradient_checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
+    return model
+
+
+def sequence_scores(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One fp32 score per sample of a padding-free batch: the score head applied at each sample's last token."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = getattr(base, base.base_model_prefix)
+    hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
+    return base.score(hidden.last_hidden_state[0, batch["last_positions"]]).squeeze(-1).float()
+
+
+def write_reward_info(folder: str | Path, template_name: str) -> None:
+    (Path(folder) / REWARD_INFO).write_text(json.dumps({"num_labels": 1, "template": template_name}), encoding="utf-8")
+
+
+@dataclass
+class RewardModel:
+    """A loaded reward model: `score(list of token-id lists) -> tensor` of one float per sequence."""
+
+    model: Any
+    tokenizer: Any
+    template: Any
+
+    @torch.no_grad()
+    def score(self, sequences: list[list[int]]) -> torch.Tensor:
+        """Scores of prompt+response id sequences (encoded with `self.template`), in token-budgeted batches."""
+        from lmforge.alignment.batches import pack_samples
+
+        if any(len(seq) == 0 for seq in sequences):
+            raise ValueError("cannot score an empty sequence")
+        device = next(self.model.parameters()).device
+        scores: list[torch.Tensor] = []
+        start = 0
+        while start < len(sequences):
+            end, tokens = start, 0
+            while end < len(sequences) and (end == start or tokens + len(sequences[end]) <= SCORE_BATCH_TOKENS):
+                tokens += len(sequences[end])
+                end += 1
+            batch = pack_samples([(list(seq), [-100] * len(seq)) for seq in sequences[start:end]])
+            scores.append(sequence_scores(self.model, {k: v.to(device) for k, v in batch.items()}).cpu())
+            start = end
+        return torch.cat(scores)
+
+
+def load_reward_model(path: str, *, device: str | torch.device | None = None) -> RewardModel:
+    """A folder written by stage rm (full model, or a PEFT adapter over its base), in eval mode."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lmforge.templates import get_template
+
+    folder = Path(path).expanduser()
+    info_file = folder / REWARD_INFO
+    if not info_file.is_file():
+        raise ConfigError(f"{str(folder)!r} is no lmforge reward model (no {REWARD_INFO}; train one with stage: rm)")
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    adapter = (folder / "adapter_config.json").is_file()
+    base_path = (
+        json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] if adapter else path
+    )
+    model_cfg = ModelConfig(name_or_path=str(base_path))
+    check_remote_code(model_cfg)
+    check_safetensors_only(str(base_path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=1, use_safetensors=True)
+    if supports_packed_sdpa(model.config):
+        model.set_attn_implementation(register_packed_sdpa())
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(folder))
+    model.to(device or "cpu").eval()
+    return RewardModel(model, tokenizer, get_template(info["template"], tokenizer))
+
+
+@contextlib.contextmanager
+def sequence_classification_adapters() -> Iterator[None]:
+    """While open, PEFT wraps models as PeftModelForSequenceClassification even for configs saying CAUSAL_LM.
+
+    Why: every tuning method (methods/) builds its PEFT config with task_type CAUSAL_LM, whose wrapper needs a
+    generation head that a reward model has not; the sequence-classification wrapper also puts `score` in
+    modules_to_save. get_peft_model and PeftModel.from_pretrained both look the class up in this one mapping.
+    Can go once the methods take a task type.
+    """
+    from peft import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModelForSequenceClassification
+
+    previous = MODEL_TYPE_TO_PEFT_MODEL_MAPPING["CAUSAL_LM"]
+    MODEL_TYPE_TO_PEFT_MODEL_MAPPING["CAUSAL_LM"] = PeftModelForSequenceClassification
+    try:
+        yield
+    finally:
+        MODEL_TYPE_TO_PEFT_MODEL_MAPPING["CAUSAL_LM"] = previous
+
+
+def as_sequence_classifier(model: Any) -> Any:
+    """Saved adapter configs say SEQ_CLS, so the folder loads with PEFT's sequence-classification classes."""
+    for config in getattr(model, "peft_config", {}).values():
+        config.task_type = "SEQ_CLS"
+    return model
