@@ -77,7 +77,7 @@ def create_app(
     app = FastAPI(title="lmforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine, app.state.worker, app.state.limits, app.state.model_name = engine, worker, settings, model_name
     _add_error_handlers(app)
-    _add_routes(app, engine, worker, settings, model_name)
+    _add_routes(app, _Api(engine, worker, settings, model_name))
     if api_key:
         app.add_middleware(BearerAuth, api_key=api_key)
     return app
@@ -103,40 +103,30 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error_response(ApiError(500, f"internal error: {type(exc).__name__}", type="server_error"))
 
 
-def _add_routes(app: FastAPI, engine: ChatEngine, worker: BatchWorker, limits: ServerLimits, model_name: str) -> None:
-    context = _context_length(engine)
-
+def _add_routes(app: FastAPI, api: _Api) -> None:
     @app.get("/health")
     async def health() -> JSONResponse:
-        ok = worker.alive
+        ok = api.worker.alive
         return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        card = {"id": model_name, "object": "model", "created": int(time.time()), "owned_by": "lmforge"}
+        card = {"id": api.model_name, "object": "model", "created": int(time.time()), "owned_by": "lmforge"}
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        req = parse_body(await _read_body(request, limits.max_body_bytes), ChatCompletionRequest)
+        req = api.check_model(parse_body(await _read_body(request, api.limits.max_body_bytes), ChatCompletionRequest))
         messages = [m.as_message() for m in req.messages]
-        prompt = await _build_prompt(engine.prompt_ids, messages, limits.prompt_timeout_s)
-        req_max = req.max_completion_tokens or req.max_tokens
-        return await _generate(request, engine, worker, limits, model_name, req, [prompt], req_max, context, gen.CHAT)
+        prompt = await _build_prompt(api.engine.prompt_ids, messages, api.limits.prompt_timeout_s)
+        return await api.generate(request, req, [prompt], req.max_completion_tokens or req.max_tokens, gen.CHAT)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        req = parse_body(await _read_body(request, limits.max_body_bytes), CompletionRequest)
-        encode = engine.tokenizer.encode
-        prompts = [await _build_prompt(encode, text, limits.prompt_timeout_s) for text in req.prompts()]
-        return await _generate(
-            request, engine, worker, limits, model_name, req, prompts, req.max_tokens, context, gen.TEXT
-        )
-
-
-def _context_length(engine: ChatEngine) -> int:
-    config = getattr(engine.model, "config", None)
-    return int(getattr(config, "max_position_embeddings", None) or 2048)
+        req = api.check_model(parse_body(await _read_body(request, api.limits.max_body_bytes), CompletionRequest))
+        encode, timeout = api.engine.tokenizer.encode, api.limits.prompt_timeout_s
+        prompts = [await _build_prompt(encode, text, timeout) for text in req.prompts()]
+        return await api.generate(request, req, prompts, req.max_tokens, gen.TEXT)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -165,68 +155,65 @@ async def _build_prompt(build: Any, source: Any, timeout_s: float) -> list[int]:
         raise ApiError(400, str(exc), param="messages", code="invalid_conversation") from exc
 
 
-def _sampling(
-    req: Any, limits: ServerLimits, prompt_len: int, requested: int | None, context: int
-) -> list[SamplingParams]:
-    """Per-choice settings after the limit checks (n, stop, max_tokens, context length)."""
-    if req.n > limits.max_n:
-        raise ApiError(400, f"n must be <= {limits.max_n} (limit max_n), got {req.n}", param="n")
-    if len(req.stop_list()) > limits.max_stop:
-        raise ApiError(400, f"at most {limits.max_stop} stop strings (limit max_stop)", param="stop")
-    if requested is not None and requested > limits.max_tokens:
-        raise ApiError(
-            400, f"max_tokens must be <= {limits.max_tokens} (limit max_tokens), got {requested}", param="max_tokens"
-        )
-    room = context - prompt_len
-    if room < 1 or (requested is not None and requested > room):
-        raise ApiError(
-            400,
-            f"prompt is {prompt_len} tokens and max_tokens is {requested}; the model's context length is {context}",
-            param="messages",
-            code="context_length_exceeded",
-        )
-    max_tokens = requested or min(limits.default_max_tokens, room)
-    return [
-        SamplingParams(max_tokens, req.temperature, req.top_p, req.top_k, None if req.seed is None else req.seed + i)
-        for i in range(req.n)
-    ]
+class _Api:
+    """What the generation routes share: the engine, its worker, the limits and the served model's name."""
 
+    def __init__(self, engine: ChatEngine, worker: BatchWorker, limits: ServerLimits, model_name: str) -> None:
+        self.engine, self.worker, self.limits, self.model_name = engine, worker, limits, model_name
+        config = getattr(engine.model, "config", None)
+        self.context = int(getattr(config, "max_position_embeddings", None) or 2048)
 
-async def _generate(
-    request: Request,
-    engine: ChatEngine,
-    worker: BatchWorker,
-    limits: ServerLimits,
-    model_name: str,
-    req: Any,
-    prompts: list[list[int]],
-    requested: int | None,
-    context: int,
-    shape: gen.ReplyShape,
-) -> Response:
-    if req.model != model_name:
-        raise ApiError(
-            404,
-            f"model {req.model!r} is not served here; this server serves {model_name!r}",
-            param="model",
-            code="model_not_found",
-            type="not_found_error",
-        )
-    rows, params = [], []
-    for prompt in prompts:
-        choice_params = _sampling(req, limits, len(prompt), requested, context)
-        rows += [prompt] * len(choice_params)
-        params += choice_params
-    job = gen.Job(engine.tokenizer, rows, params, req.stop_list(), sum(len(p) for p in prompts))
-    job.submit(worker)
-    if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(
-            gen.stream(job, shape, model_name, include_usage),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    return JSONResponse(await _until_done_or_gone(request, job, shape, model_name))
+    def check_model(self, req: Any) -> Any:
+        if req.model != self.model_name:
+            raise ApiError(
+                404,
+                f"model {req.model!r} is not served here; this server serves {self.model_name!r}",
+                param="model",
+                code="model_not_found",
+                type="not_found_error",
+            )
+        return req
+
+    async def generate(
+        self, request: Request, req: Any, prompts: list[list[int]], requested: int | None, shape: gen.ReplyShape
+    ) -> Response:
+        """Queue one row per (prompt, choice) and answer with the whole reply or a stream."""
+        rows, params = [], []
+        for prompt in prompts:
+            choice_params = self.sampling(req, len(prompt), requested)
+            rows += [prompt] * len(choice_params)
+            params += choice_params
+        if len(rows) > self.limits.max_queue:  # could never be queued: a 429 would invite useless retries
+            message = f"{len(prompts)} prompts x n={req.n} sequences is over the queue limit ({self.limits.max_queue})"
+            raise ApiError(400, message, param="prompt")
+        job = gen.Job(self.engine.tokenizer, rows, params, req.stop_list(), sum(len(p) for p in prompts))
+        job.submit(self.worker)
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return StreamingResponse(
+                gen.stream(job, shape, self.model_name, include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return JSONResponse(await _until_done_or_gone(request, job, shape, self.model_name))
+
+    def sampling(self, req: Any, prompt_len: int, requested: int | None) -> list[SamplingParams]:
+        """Per-choice settings after the limit checks (n, stop, max_tokens, context length)."""
+        limits = self.limits
+        if req.n > limits.max_n:
+            raise ApiError(400, f"n must be <= {limits.max_n} (limit max_n), got {req.n}", param="n")
+        if len(req.stop_list()) > limits.max_stop:
+            raise ApiError(400, f"at most {limits.max_stop} stop strings (limit max_stop)", param="stop")
+        if requested is not None and requested > limits.max_tokens:
+            message = f"max_tokens must be <= {limits.max_tokens} (limit max_tokens), got {requested}"
+            raise ApiError(400, message, param="max_tokens")
+        room = self.context - prompt_len
+        if room < 1 or (requested is not None and requested > room):
+            message = f"prompt is {prompt_len} tokens, max_tokens {requested}; the context length is {self.context}"
+            raise ApiError(400, message, param="messages", code="context_length_exceeded")
+        max_tokens = requested or min(limits.default_max_tokens, room)
+        seeds = [None if req.seed is None else req.seed + i for i in range(req.n)]
+        return [SamplingParams(max_tokens, req.temperature, req.top_p, req.top_k, seed) for seed in seeds]
 
 
 async def _until_done_or_gone(request: Request, job: gen.Job, shape: gen.ReplyShape, model: str) -> dict[str, Any]:

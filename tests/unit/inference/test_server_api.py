@@ -113,6 +113,19 @@ def test_text_completion_uses_raw_prompt(client: openai.OpenAI, engine: ChatEngi
     assert "".join(c.choices[0].text for c in streamed) == reply.choices[0].text
 
 
+def test_text_completion_prompt_list_with_n(client: openai.OpenAI, engine: ChatEngine) -> None:
+    reply = client.completions.create(model=MODEL, prompt=["One", "Two three"], n=2, max_tokens=4, temperature=0)
+    texts = [c.text for c in sorted(reply.choices, key=lambda c: c.index)]
+    assert [c.index for c in reply.choices] == [0, 1, 2, 3]
+    assert texts[0] == texts[1] != texts[2] == texts[3]  # greedy: both choices of a prompt agree
+    assert (
+        texts[2]
+        == client.completions.create(model=MODEL, prompt="Two three", max_tokens=4, temperature=0).choices[0].text
+    )
+    encode = engine.tokenizer.encode
+    assert reply.usage.prompt_tokens == len(encode("One")) + len(encode("Two three"))
+
+
 def test_api_prompt_ids_equal_training_prefix_ids(served: tuple[openai.OpenAI, Any], engine: ChatEngine) -> None:
     """C17: the ids the server queues for a conversation are the training prefix of its last assistant turn."""
     client, app = served

@@ -208,7 +208,7 @@ def test_overload_gets_429_with_retry_after_and_queued_requests_complete(engine:
 
 
 def test_disconnected_streams_stop_generating(engine: ChatEngine) -> None:
-    """E4: a storm of 100 streaming clients leaving after 5 chunks; their rows stop within 1 s and the batch empties."""
+    """E4: a storm of 100 streaming clients leaving after 5 chunks: their rows stop within 1 s, the batch empties."""
     app, _ = _served(engine, _ModelProxy(engine.model, sleep_s=0.005))
     worker, rows = app.state.worker, []
     original = worker.submit

@@ -1,0 +1,44 @@
+"""Streaming detokenization: pieces add up to the full decode, stop strings cut across token boundaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.inference.detokenize import TextAssembler
+from tests.fixtures.tokenizers import load_fixture_tokenizer
+
+
+def _feed(assembler: TextAssembler, ids: list[int]) -> list[str]:
+    pieces = []
+    for token in ids:
+        pieces.append(assembler.add(token))
+        if assembler.stopped:
+            break
+    return [*pieces, assembler.finish()]
+
+
+@pytest.mark.parametrize("text", ["The cat sat on the mat.", "café, naïve — 你好 🙂 done", "  spaces\n\nnewlines\t"])
+def test_pieces_join_to_the_full_decode(text: str) -> None:
+    tokenizer = load_fixture_tokenizer("qwen")
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    pieces = _feed(TextAssembler(tokenizer, []), ids)
+    assert "".join(pieces) == tokenizer.decode(ids, skip_special_tokens=True)
+    assert sum(bool(p) for p in pieces) > 1  # it really streams
+
+
+def test_stop_string_across_tokens_cuts_and_never_leaks() -> None:
+    tokenizer = load_fixture_tokenizer("qwen")
+    ids = tokenizer.encode("The cat sat on the mat today.", add_special_tokens=False)
+    assembler = TextAssembler(tokenizer, ["never", "on the m"])
+    pieces = _feed(assembler, ids)
+    assert assembler.stopped and "".join(pieces) == "The cat sat "
+    assert all("on" not in p for p in pieces)  # held back while it could still become the stop string
+
+
+def test_finish_flushes_an_incomplete_character() -> None:
+    tokenizer = load_fixture_tokenizer("qwen")
+    ids = tokenizer.encode("ok 🙂", add_special_tokens=False)
+    partial = ids[:-1]  # the emoji's last byte token is missing
+    assert tokenizer.decode(partial).endswith("\ufffd")
+    assembler = TextAssembler(tokenizer, [])
+    assert "".join(_feed(assembler, partial)) == tokenizer.decode(partial, skip_special_tokens=True)
