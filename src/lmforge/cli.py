@@ -131,11 +131,13 @@ def _read_api_key(args: argparse.Namespace) -> str | None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import os
+
     from lmforge.evaluation.config import load_eval_config
 
     overrides = list(args.overrides)
     config = args.config
-    if config and "=" in config and not config.endswith((".yaml", ".yml")):  # no YAML file, overrides only
+    if config and "=" in config and not os.path.isfile(config):  # no YAML file given, overrides only
         config, overrides = None, [config, *overrides]
     flags = {"task": args.task, "model.name_or_path": args.model, "model.adapter": args.adapter}
     flags |= {"model.template": args.template, "output_dir": args.output_dir}

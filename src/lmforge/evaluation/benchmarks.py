@@ -47,8 +47,10 @@ class Layout:
 
     def subjects(self, root: Path, split: str) -> list[str]:
         folder = self.split_dir(root, split)
+        if not root.is_dir():
+            raise DataError(f"choice.benchmark_dir: folder {root} does not exist")
         if not folder.is_dir():
-            found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            found = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise DataError(
                 f"{root}: no {split}/ folder for the {self.name} layout ({self.header_hint}); "
                 f"found folders: {', '.join(found) or '(none)'}"

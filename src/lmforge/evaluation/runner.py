@@ -16,6 +16,10 @@ from lmforge.evaluation.config import EvalConfig, training_data_config
 from lmforge.evaluation.data import read_sources
 from lmforge.evaluation.results import progress_bar, write_results
 from lmforge.inference.engine import ChatEngine, GenerationOptions, load_engine
+from lmforge.templates import check_template_matches_tokenizer
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 
 def run_perplexity(cfg: EvalConfig, engine: ChatEngine) -> dict[str, Any]:
@@ -57,6 +61,9 @@ def run_evaluation(cfg: EvalConfig, engine: ChatEngine | None = None) -> dict[st
     if engine is None:
         m = cfg.model
         engine = load_engine(m.name_or_path, m.adapter, m.template, m.dtype, m.allow_unsafe_pickle)
+    mismatch = check_template_matches_tokenizer(engine.template, engine.tokenizer)
+    if mismatch:  # scores under another template than training's mean little (QUALITY C3)
+        logger.warning(mismatch)
     results = {
         "task": cfg.task,
         "model": cfg.model.name_or_path,
