@@ -9,12 +9,14 @@ and must be one distinct token each, or scoring stops with an error.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from lmforge.evaluation.benchmarks import Question
+from lmforge.inference.engine import pad_left
 from lmforge.templates import ChatTemplate, Message
 from lmforge.utils.errors import ConfigError
 
@@ -76,16 +78,32 @@ def letter_token_ids(template: ChatTemplate, tokenizer: Any, letters: list[str])
     return LetterIds(list(letters), ids, replies[0][:shared])
 
 
+def _keeps_last_logits_only(model: Any) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (transformers causal LMs; PEFT wraps one)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 @torch.no_grad()
 def letter_logits(model: Any, prompts: list[list[int]], letter_ids: list[int], pad_id: int) -> torch.Tensor:
-    """[len(prompts), len(letter_ids)] logits of the next token after each prompt (right padded, masked)."""
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([p + [pad_id] * (width - len(p)) for p in prompts], device=model.device)
-    mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts], device=model.device)
-    logits = model(input_ids=ids, attention_mask=mask).logits
-    last = torch.tensor([len(p) - 1 for p in prompts], device=model.device)
-    rows = logits[torch.arange(len(prompts), device=model.device), last]
-    return rows[:, letter_ids].float().cpu()
+    """[len(prompts), len(letter_ids)] logits of the next token after each prompt.
+
+    Left padding puts every prompt's last token in the last column, so only that column's logits are computed
+    (`logits_to_keep=1`: a [batch, vocab] instead of a [batch, length, vocab] tensor, which for 5-shot prompts and
+    a 150k vocabulary is gigabytes); position ids count real tokens only, so padding changes no position.
+    """
+    ids, mask = pad_left(prompts, pad_id)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    kwargs = {"logits_to_keep": 1} if _keeps_last_logits_only(model) else {}
+    device = model.device
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        use_cache=False,
+        **kwargs,
+    )
+    return out.logits[:, -1, letter_ids].float().cpu()
 
 
 def predict_letters(

@@ -84,7 +84,7 @@ def row_losses(
     for indices in _batches(rows, batch_size):
         batch = [rows[i] for i in indices]
         input_ids, mask = _pad_right(batch, pad_id)
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
         for k, (i, row) in enumerate(zip(indices, batch, strict=True)):
             n = len(row["input_ids"])
             labels = torch.tensor(row["labels"][1:], device=device)  # token t predicts token t + 1

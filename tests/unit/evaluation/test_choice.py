@@ -14,7 +14,7 @@ from lmforge.evaluation import choice
 from lmforge.evaluation.benchmarks import Question
 from lmforge.evaluation.config import load_eval_config
 from lmforge.evaluation.runner import run_evaluation
-from lmforge.inference.engine import ChatEngine
+from lmforge.inference.engine import ChatEngine, pad_left
 from lmforge.templates import get_template
 from lmforge.utils.errors import ConfigError, DataError
 from tests.fixtures.tokenizers import load_fixture_tokenizer
@@ -80,6 +80,11 @@ def test_letter_scores_equal_a_manual_forward_pass(engine: ChatEngine) -> None:
         assert torch.allclose(batched[k], manual, atol=1e-5)
     expected = [LETTERS[int(row.argmax())] for row in batched]
     assert choice.predict_letters(engine.model, prompts, letters, engine.pad_id, 2) == expected
+    # negative control: the same left-padded batch without its attention mask reads the padding
+    ids, _ = pad_left(prompts, engine.pad_id)
+    with torch.no_grad():
+        unmasked = engine.model(input_ids=ids).logits[:, -1, letters.ids]
+    assert (unmasked[0] - batched[0]).abs().max() > 1e-3
 
 
 class OracleLM(torch.nn.Module):
@@ -95,14 +100,15 @@ class OracleLM(torch.nn.Module):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> Any:
         logits = torch.zeros(*input_ids.shape, self.vocab)
         for row, (ids, mask) in enumerate(zip(input_ids, attention_mask, strict=True)):
             text = self.tokenizer.decode(ids[mask.bool()])
             self.longest = max(self.longest, int(mask.sum()))
             last_question = max(self.answers, key=lambda q: text.rfind(q + "\n"))
             letter = self.fixed or self.answers[last_question]
-            logits[row, int(mask.sum()) - 1, self.tokenizer.convert_tokens_to_ids(letter)] = 10.0
+            last = int(mask.nonzero().max())  # the last real token, whatever the padding side
+            logits[row, last, self.tokenizer.convert_tokens_to_ids(letter)] = 10.0
         return SimpleNamespace(logits=logits)
 
 
