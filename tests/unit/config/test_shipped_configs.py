@@ -12,7 +12,13 @@ from lmforge.config import load_config
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = sorted(
     p
-    for pattern in ("configs/pt/*.yaml", "configs/sft/*.yaml", "examples/**/*.yaml", "bench/configs/*.yaml")
+    for pattern in (
+        "configs/pt/*.yaml",
+        "configs/sft/*.yaml",
+        *(f"configs/{stage}/*.yaml" for stage in ("rm", "dpo", "kto", "orpo", "simpo")),
+        "examples/**/*.yaml",
+        "bench/configs/*.yaml",
+    )
     for p in ROOT.glob(pattern)
     if p.name != "datasets.yaml"
 )
