@@ -178,3 +178,31 @@ def test_prompts_over_the_length_limit_drop_examples_or_are_skipped_and_counted(
 
     with pytest.raises(DataError, match=r"no questions to score .*12 too long for the length limit"):
         _run_choice(tmp_path, engine, fitted, **keys, **{"choice.max_length": "8"})
+
+
+def test_too_few_dev_rows_for_n_shot_is_an_error(tmp_path: Path, engine: ChatEngine) -> None:
+    with pytest.raises(DataError, match=r"elementary_arithmetic_dev\.csv: 5 usable rows for choice\.n_shot=6; lower"):
+        _run_choice(
+            tmp_path, engine, engine.model, **{"choice.benchmark_dir": str(SAMPLES / "mmlu"), "choice.n_shot": "6"}
+        )
+
+
+def test_a_template_other_than_the_tokenizers_is_warned_about(
+    tmp_path: Path, engine: ChatEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C3: scores under a template training did not use mean little, so the run says so."""
+    other = ChatEngine(engine.model, engine.tokenizer, get_template("llama3", engine.tokenizer))
+    cfg = load_eval_config(
+        None,
+        [
+            "task=choice",
+            "model.name_or_path=m",
+            f"output_dir={tmp_path}",
+            "choice.n_shot=0",
+            f"choice.benchmark_dir={SAMPLES / 'mmlu'}",
+            "choice.subjects=[world_geography]",
+        ],
+    )
+    with caplog.at_level("WARNING"):
+        run_evaluation(cfg, other)
+    assert "renders conversations differently from the tokenizer's own chat template" in caplog.text
