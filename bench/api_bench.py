@@ -5,7 +5,8 @@
 
 Models come from `lmforge init-model --size SIZE` (built once under --models-dir). Each size gets a real
 `lmforge serve` process (API key on); each concurrency level runs max(32, 4 x clients) requests, half of them
-streaming, temperature 0, every client sending its next request as soon as the last one is answered. Prints one
+streaming, temperature 0, every client sending its next request as soon as the last one is answered. The server
+runs with --threads torch threads (default 1). Prints one
 `API_RESULT {json}` line per level and a markdown table; `foreign_cpu_frac` is the share of the machine's CPU used by
 other processes during the level (the machine may be shared), as in the other bench scripts.
 """
@@ -46,7 +47,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: Path, port: int) -> subprocess.Popen:
+def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
     argv = [
         *LMFORGE,
         "serve",
@@ -63,7 +64,8 @@ def start_server(model: Path, port: int) -> subprocess.Popen:
         "--log-level",
         "warning",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
@@ -146,9 +148,9 @@ async def run_level(port: int, clients: int, requests: int, max_tokens: int) -> 
     }
 
 
-def bench_size(size: str, model: Path, levels: list[int], max_tokens: int) -> list[dict[str, Any]]:
+def bench_size(size: str, model: Path, levels: list[int], max_tokens: int, threads: int) -> list[dict[str, Any]]:
     port = free_port()
-    server = start_server(model, port)
+    server = start_server(model, port, threads)
     rows = []
     try:
         asyncio.run(run_level(port, 4, 8, max_tokens))  # warm-up: first-call allocations, thread pools
@@ -198,10 +200,17 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens per request (default 32)")
     parser.add_argument("--models-dir", type=Path, default=Path("/tmp/lmforge_api_bench/models"))
     parser.add_argument("--out", type=Path, help="append one JSON line per level to this file")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="server torch/OpenMP threads (default 1: the clients need the other core; 2 threads on 2 shared cores "
+        "stall on OpenMP barriers whenever another process runs)",
+    )
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
-        rows += bench_size(size, ensure_model(args.models_dir, size), args.concurrency, args.max_tokens)
+        rows += bench_size(size, ensure_model(args.models_dir, size), args.concurrency, args.max_tokens, args.threads)
     if args.out:
         with args.out.open("a") as handle:
             handle.writelines(json.dumps(r) + "\n" for r in rows)

@@ -95,6 +95,18 @@ def keep_rows(state: BatchState, keep: list[int]) -> None:
     state.next_positions = state.next_positions[index]
     state.logits = state.logits[index]
     state.generators = [state.generators[i] for i in keep]
+    _trim_padding(state)
+
+
+def _trim_padding(state: BatchState) -> None:
+    """Drop leading columns that are padding in every remaining row, so rows that keep joining a batch that never
+    empties do not make every step attend over (and copy) an ever wider cache."""
+    first = int(state.attention_mask.any(dim=0).int().argmax())
+    if first == 0 or not can_merge(state):
+        return
+    for layer in state.cache.layers:
+        layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+    state.attention_mask = state.attention_mask[:, first:]
 
 
 def _cache_device(cache: Any) -> torch.device:

@@ -236,3 +236,20 @@ def test_disconnected_streams_stop_generating(engine: ChatEngine) -> None:
             time.sleep(0.01)
         assert worker.active_rows == 0 and worker.pending == 0
         assert len(rows) == 100 and all(r.cancelled and r.generated < 200 for r in rows)
+
+
+def test_rows_leaving_trim_the_padding_and_keep_decoding_right(engine: ChatEngine) -> None:
+    """When the long row leaves, the columns that were only its prompt go, and the short row decodes as alone."""
+    long_prompt, short_prompt = _prompts(len(engine.tokenizer))[1], _prompts(len(engine.tokenizer))[0]
+    params = [GREEDY, GREEDY]
+    with torch.inference_mode():
+        state = decoding.prefill(engine.model, [long_prompt, short_prompt], engine.pad_id, params)
+        tokens = [decoding.sample(state.logits, params, state.generators)]
+        decoding.step(engine.model, state, tokens[-1])
+        decoding.keep_rows(state, [1])
+        assert state.attention_mask.shape == (1, len(short_prompt) + 1) and bool(state.attention_mask.all())
+        for _ in range(10):
+            tokens.append(decoding.sample(state.logits, params[:1], state.generators))
+            decoding.step(engine.model, state, tokens[-1])
+    alone = engine.generate_ids([short_prompt], GenerationOptions(temperature=0, max_new_tokens=11))[0]
+    assert [int(t[-1]) for t in tokens] == alone
