@@ -37,6 +37,8 @@ PROMPT_FORMATS = {
     "openai": "openai (messages ending with a user turn; a final assistant turn is the reference)",
     "prompt": "prompt (prompt, optional reference and system)",
 }
+# the fields a prompt needs per format (alpaca's `output` is optional here: it is only the reference answer)
+PROMPT_REQUIRED = {"alpaca": ("prompt",), "sharegpt": ("messages",), "openai": ("messages",), "prompt": ("prompt",)}
 
 
 @dataclass
@@ -55,7 +57,7 @@ def check_prompt_columns(spec: DatasetSpec, columns: list[str], stage: str) -> d
             f"prompts-only rows: {'; '.join(PROMPT_FORMATS.values())}"
         )
     mapping = column_mapping(fmt, spec)
-    missing = [f for f in fmt.required if mapping[f] not in columns]
+    missing = [f for f in PROMPT_REQUIRED[fmt.name] if mapping[f] not in columns]
     if missing:
         raise DataError(
             f"dataset {spec.name!r}: missing column(s) {', '.join(repr(mapping[f]) for f in missing)} for format "

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmforge.rl.rewards import RewardBatch
-from lmforge.utils.errors import ConfigError
+from lmforge.utils.errors import ConfigError, did_you_mean
 
 BATCH_ARGS = ("completions", "prompts", "references", "completion_ids", "ended", "messages")
 
@@ -44,6 +44,11 @@ def check_signature(fn: Callable[..., Any], spec: str, key: str, kwargs: dict[st
     params = inspect.signature(fn).parameters
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     available = set(BATCH_ARGS) | set(kwargs)
+    for name in kwargs:  # a typo in an option key is the likelier mistake, so report it first
+        if not var_kw and name not in params:
+            raise ConfigError(
+                f"{key}: reward function {spec!r} takes no argument {name!r}{did_you_mean(name, params)}"
+            )
     for name, param in params.items():
         if param.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
             continue
@@ -57,9 +62,6 @@ def check_signature(fn: Callable[..., Any], spec: str, key: str, kwargs: dict[st
     takes = tuple(a for a in BATCH_ARGS if var_kw or a in params)
     if not {"completions", "completion_ids"} & set(takes):
         raise ConfigError(f"{key}: reward function {spec!r} must take 'completions' (or 'completion_ids', **kwargs)")
-    unknown = [k for k in kwargs if not var_kw and k not in params]
-    if unknown:
-        raise ConfigError(f"{key}: reward function {spec!r} takes no argument(s) {', '.join(map(repr, unknown))}")
     return takes
 
 
