@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmforge.inference.api_schema import ApiError
-from lmforge.inference.batching import BatchWorker, Event, QueueFull, Row
+from lmforge.inference.batching import BatchWorker, Event, QueueFull, Row, WorkerStopped
 from lmforge.inference.decoding import SamplingParams
 from lmforge.inference.detokenize import TextAssembler
 
@@ -78,6 +78,8 @@ class Job:
                 code="queue_full",
                 headers={"Retry-After": "1"},
             ) from exc
+        except WorkerStopped as exc:
+            raise ApiError(503, str(exc), type="server_error", code="unavailable") from exc
 
     def cancel(self) -> None:
         for row in self.rows:

@@ -34,6 +34,10 @@ class QueueFull(Exception):
     """The worker already has `max_queue` rows waiting; the server answers 429."""
 
 
+class WorkerStopped(Exception):
+    """The worker thread is not running (shut down, or died); the server answers 503."""
+
+
 @dataclass(eq=False)
 class Row:
     """One sequence to generate. `cancelled` may be set from any thread; the row leaves at the next step."""
@@ -77,11 +81,16 @@ class BatchWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current step; rows still running or waiting end with an error event, not a hang."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        with self._cond:
+            waiting, self._pending = list(self._pending), deque()
+        for row in waiting:
+            row.deliver(("error", "the server is shutting down"))
 
     @property
     def alive(self) -> bool:
@@ -94,6 +103,8 @@ class BatchWorker:
     def submit(self, rows: list[Row]) -> None:
         """Queue rows for generation, all or none; raises `QueueFull` when the queue limit would be passed."""
         with self._cond:
+            if not self.alive:
+                raise WorkerStopped("the generation worker is not running")
             if len(self._pending) + len(rows) > self.max_queue:
                 raise QueueFull(f"{len(self._pending)} sequences already waiting (limit {self.max_queue})")
             self._pending.extend(rows)
@@ -140,6 +151,10 @@ class BatchWorker:
         live = self._current = rows
         state = self._prefill(live) if live else None
         while live and state is not None:
+            if self._stopping:
+                for row in live:
+                    row.deliver(("error", "the server is shutting down"))
+                return
             self._current = live
             self.active_rows = len(live)
             self.max_rows_seen = max(self.max_rows_seen, len(live))

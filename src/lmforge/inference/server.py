@@ -111,8 +111,12 @@ def _add_routes(app: FastAPI, api: _Api) -> None:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        card = {"id": api.model_name, "object": "model", "created": int(time.time()), "owned_by": "lmforge"}
-        return {"object": "list", "data": [card]}
+        return {"object": "list", "data": [api.model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        api.check_model_id(model_id)
+        return api.model_card()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -163,15 +167,21 @@ class _Api:
         config = getattr(engine.model, "config", None)
         self.context = int(getattr(config, "max_position_embeddings", None) or 2048)
 
-    def check_model(self, req: Any) -> Any:
-        if req.model != self.model_name:
+    def model_card(self) -> dict[str, Any]:
+        return {"id": self.model_name, "object": "model", "created": int(time.time()), "owned_by": "lmforge"}
+
+    def check_model_id(self, model_id: str) -> None:
+        if model_id != self.model_name:
             raise ApiError(
                 404,
-                f"model {req.model!r} is not served here; this server serves {self.model_name!r}",
+                f"model {model_id!r} is not served here; this server serves {self.model_name!r}",
                 param="model",
                 code="model_not_found",
                 type="not_found_error",
             )
+
+    def check_model(self, req: Any) -> Any:
+        self.check_model_id(req.model)
         return req
 
     async def generate(

@@ -42,6 +42,9 @@ def _chat(client: openai.OpenAI, **kwargs: Any) -> Any:
 
 def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list().data] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("other")
 
 
 def test_greedy_chat_reply_equals_engine_reply_with_usage(client: openai.OpenAI, engine: ChatEngine) -> None:

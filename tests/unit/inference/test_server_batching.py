@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lmforge.inference import decoding
-from lmforge.inference.batching import BatchWorker, Row
+from lmforge.inference.batching import BatchWorker, Row, WorkerStopped
 from lmforge.inference.decoding import SamplingParams
 from lmforge.inference.engine import ChatEngine, GenerationOptions
 from lmforge.inference.server import create_app
@@ -253,3 +253,17 @@ def test_rows_leaving_trim_the_padding_and_keep_decoding_right(engine: ChatEngin
             decoding.step(engine.model, state, tokens[-1])
     alone = engine.generate_ids([short_prompt], GenerationOptions(temperature=0, max_new_tokens=11))[0]
     assert [int(t[-1]) for t in tokens] == alone
+
+
+def test_stopping_the_worker_ends_running_and_waiting_rows(engine: ChatEngine) -> None:
+    """Shutdown never leaves a request hanging: every row gets its final event; later submits are refused."""
+    worker = BatchWorker(_ModelProxy(engine.model, sleep_s=0.01), engine.pad_id, engine.stop_ids, max_batch_size=2)
+    worker.start()
+    finals: list[tuple[str, Any]] = []
+    deliver = lambda event: finals.append(event) if event[0] != "token" else None  # noqa: E731
+    worker.submit([Row(p, SamplingParams(max_tokens=500, temperature=0), deliver) for p in _prompts(64)[:5]])
+    time.sleep(0.1)
+    worker.stop()
+    assert len(finals) == 5 and all(kind == "error" and "shutting down" in text for kind, text in finals)
+    with pytest.raises(WorkerStopped):
+        worker.submit([Row([1, 2], GREEDY, deliver)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_every_route_but_the_allowlist_needs_the_key(engine: ChatEngine, headers
     app = create_app(engine, api_key=KEY, model_name=MODEL)
     client = TestClient(app, raise_server_exceptions=False)  # no lifespan: auth answers before any handler runs
     routes = [(r.path, m) for r in app.routes for m in sorted(getattr(r, "methods", None) or {"GET"}) if m != "HEAD"]
+    routes = [(re.sub(r"\{[^}]*\}", MODEL, path), method) for path, method in routes]  # fill path parameters
     assert {path for path, _ in routes} >= {"/v1/models", "/v1/chat/completions", "/v1/completions", "/health"}
     open_paths = set()
     for path, method in routes:
@@ -63,6 +65,7 @@ def test_every_route_but_the_allowlist_needs_the_key(engine: ChatEngine, headers
         else:
             assert _is_openai_error(response) and response.headers["www-authenticate"] == "Bearer"
     assert open_paths == set(PUBLIC_PATHS) == {"/health"}
+    assert ("/v1/models/tiny", "GET") in routes
     good = client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
     assert good.status_code == 200
 
