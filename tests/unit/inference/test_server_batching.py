@@ -4,6 +4,7 @@ running batch, stop ids, a failure mid-stream (B13), overload (E3) and client di
 from __future__ import annotations
 
 import asyncio
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -186,7 +187,7 @@ def test_failure_mid_stream_ends_with_error_event_and_server_recovers(engine: Ch
 
 
 def test_overload_gets_429_with_retry_after_and_queued_requests_complete(engine: ChatEngine) -> None:
-    """E3: with a queue limit of 8, a burst of 48 requests: the excess is refused at once, the rest finish."""
+    """E3: with a queue limit of 8, a burst of 48 requests: the excess is refused in < 100 ms, the rest finish."""
     app, _ = _served(engine, _ModelProxy(engine.model, sleep_s=0.01), max_queue=8, max_batch_size=4)
 
     async def burst(url: str) -> list[tuple[int, float, str | None]]:
@@ -202,7 +203,8 @@ def test_overload_gets_429_with_retry_after_and_queued_requests_complete(engine:
     with running_server(app) as url:
         results = asyncio.run(burst(url))
         refused = [r for r in results if r[0] == 429]
-        assert refused and all(retry == "1" and seconds < 1.0 for _, seconds, retry in refused)
+        assert refused and all(retry == "1" for _, _, retry in refused)
+        assert statistics.median(s for code, s, _ in results if code == 429) < 0.1
         assert {status for status, _, _ in results} == {200, 429}
         assert httpx.post(f"{url}/chat/completions", json={**CHAT, "max_tokens": 4}, timeout=30).status_code == 200
 
