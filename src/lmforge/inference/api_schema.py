@@ -69,7 +69,7 @@ class _Sampling(_Strict):
     top_k: int = Field(default=0, ge=0)  # extension (vLLM's name); 0 = off
     n: int = Field(default=1, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None

@@ -16,6 +16,9 @@ import torch
 
 from lmforge.inference.engine import pad_left
 
+#: temperatures below this decode greedily (dividing logits by ~1e-38 overflows to inf and NaN probabilities)
+MIN_TEMPERATURE = 1e-5
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -26,6 +29,10 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < MIN_TEMPERATURE:
+            object.__setattr__(self, "temperature", 0.0)
 
 
 @dataclass
@@ -46,7 +53,7 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def make_generator(seed: int | None) -> torch.Generator | None:
     """A private RNG for a seeded row, so its samples do not depend on what else is in the batch."""
-    return None if seed is None else torch.Generator().manual_seed(seed)
+    return None if seed is None else torch.Generator().manual_seed(seed % 2**64)  # any int64 (+ choice index)
 
 
 def _forward(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from jinja2 import TemplateError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmforge.inference import api_generation as gen
@@ -157,6 +158,8 @@ async def _build_prompt(build: Any, source: Any, timeout_s: float) -> list[int]:
         ) from exc
     except LmforgeError as exc:  # e.g. a conversation the template cannot express
         raise ApiError(400, str(exc), param="messages", code="invalid_conversation") from exc
+    except (TemplateError, OverflowError) as exc:  # the sandbox refused something this conversation made it do
+        raise ApiError(400, f"the chat template failed on this conversation: {exc}", param="messages") from exc
 
 
 class _Api:

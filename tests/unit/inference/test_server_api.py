@@ -95,6 +95,13 @@ def test_n_choices_and_seed_reproducibility(client: openai.OpenAI) -> None:
     assert first.usage.completion_tokens == again.usage.completion_tokens
 
 
+def test_tiny_temperature_is_greedy_and_extreme_seeds_work(client: openai.OpenAI) -> None:
+    greedy = _chat(client, max_tokens=6, temperature=0).choices[0].message.content
+    assert _chat(client, max_tokens=6, temperature=1e-38).choices[0].message.content == greedy
+    for seed in (-(2**63), 2**63 - 1):  # choice 1 of the second one wraps past 2**63
+        assert len(_chat(client, max_tokens=3, temperature=1.0, seed=seed, n=2).choices) == 2
+
+
 def test_streamed_n_choices_each_finish(client: openai.OpenAI) -> None:
     chunks = list(_chat(client, max_tokens=6, temperature=0, n=2, stream=True))
     texts = ["", ""]
