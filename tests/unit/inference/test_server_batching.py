@@ -269,3 +269,18 @@ def test_stopping_the_worker_ends_running_and_waiting_rows(engine: ChatEngine) -
     assert len(finals) == 5 and all(kind == "error" and "shutting down" in text for kind, text in finals)
     with pytest.raises(WorkerStopped):
         worker.submit([Row([1, 2], GREEDY, deliver)])
+
+
+def test_disconnected_non_streaming_request_stops_generating(engine: ChatEngine) -> None:
+    """E4 for plain requests: a client that gives up waiting has its row cancelled within about a second."""
+    app, _ = _served(engine, _ModelProxy(engine.model, sleep_s=0.005))
+    worker, rows = app.state.worker, []
+    original = worker.submit
+    worker.submit = lambda new: (rows.extend(new), original(new))[1]
+    with running_server(app) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/chat/completions", json={**CHAT, "max_tokens": 4000}, timeout=0.3)
+        left = time.monotonic()
+        while worker.active_rows and time.monotonic() - left < 2.0:
+            time.sleep(0.01)
+        assert worker.active_rows == 0 and rows[0].cancelled and rows[0].generated < 1000
