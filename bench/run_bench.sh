@@ -7,7 +7,7 @@
 #
 # Env: PEER_ROOT (/tmp/peers: peer venv, models, runs, results), SHARED_BENCH (REPO/../shared/bench),
 #      LMFORGE (the lmforge executable, default .venv/bin/lmforge), REPEATS (2),
-#      WORKLOADS ("sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc"; a third field
+#      WORKLOADS ("sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc dpo_lora:tiny"; a third field
 #      `gc` runs ours with gradient checkpointing on, against the same peer), PREPROCESS (1), HELP_TIMING (1),
 #      API (1: the serving workload, bench/api_bench.py, req/s and latency at 1/8/32 clients; results/api.jsonl).
 # The harness runs from a private copy under $PEER_ROOT/harness: its scripts write next to themselves
@@ -25,7 +25,7 @@ PREPROC_JSONL="$RESULTS/preprocess.jsonl"
 LMFORGE="${LMFORGE:-$REPO/.venv/bin/lmforge}"
 OUR_PY="${OUR_PY:-$REPO/.venv/bin/python}"
 REPEATS="${REPEATS:-2}"
-WORKLOADS="${WORKLOADS-sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc}"
+WORKLOADS="${WORKLOADS-sft_lora:tiny sft_lora:small sft_full:tiny pt_full:tiny sft_lora:small:gc dpo_lora:tiny}"
 
 mkdir -p "$HARNESS" "$RESULTS"
 cp -a "$SHARED_BENCH/." "$HARNESS/" && chmod -R u+w "$HARNESS"
@@ -38,7 +38,7 @@ for size in tiny small; do
   MODEL_SIZE=$size MODEL_DIR="$MODELS_DIR/$size" bash -c "source '$HARNESS/common.sh'; ensure_model" || exit 1
 done
 
-kind_of() { case "$1" in *lora*) echo lora ;; *) echo full ;; esac; }
+kind_of() { case "$1" in dpo_*) echo "$1" ;; *lora*) echo lora ;; *) echo full ;; esac; }  # dpo_*: FLOPs add the reference
 
 run_ours() {  # run_ours WORKLOAD SIZE [gc]   (gc: gradient checkpointing on, name ours_<wl>_gc_<size>)
   local wl="$1" size="$2" gc="${3:-}" name out

@@ -6,6 +6,7 @@ PreferenceTrainer owns everything else (the loop, checkpoints, metric averaging)
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,7 @@ def token_mean_nll(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return -sums.sum() / counts.sum().clamp(min=1)
 
 
-class Objective:
+class Objective(ABC):
     """Base: the collator the stage's rows need and the reference-log-prob columns it can precompute."""
 
     collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] = staticmethod(collate_pairs)
@@ -57,8 +58,9 @@ class Objective:
             raise RuntimeError("this objective needs a reference model or precomputed reference log-probs")
         return self.reference.logps(batch)[0]
 
+    @abstractmethod
     def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Metrics]:
-        raise NotImplementedError
+        """(loss to minimise, detached scalar metrics) of one batch."""
 
 
 class DpoObjective(Objective):

@@ -73,7 +73,8 @@ def with_reference_logps(cfg: RunConfig, data: Any, objective: Objective, refere
 def build_preference_trainer(cfg: RunConfig, model: Any, tokenizer: Any, data: Any, objective: Objective) -> Any:
     return PreferenceTrainer(
         model=model,
-        args=build_training_arguments(cfg),
+        # pair batches hold no padding at all (EOS ids may equal the pad id): count every token, chosen + rejected
+        args=build_training_arguments(cfg, include_num_input_tokens_seen="all"),
         train_dataset=data.train,
         eval_dataset=data.eval,
         data_collator=objective.collate,

@@ -110,3 +110,14 @@ def encode_preference_rows(
     if stage == "kto":
         return encode_kto(convs, template, tokenizer, data)
     return encode_pairs(convs, template, tokenizer, data)
+
+
+def row_sides(row: dict[str, Any]) -> list[tuple[str, dict[str, list[int]]]]:
+    """The sft-shaped rows inside an encoded row, named: chosen/rejected of a pair, one judged KTO example (its
+    label in the name), or the row itself; `lmforge data preview` shows and dumps each."""
+    if "chosen_input_ids" in row:
+        return [(side, {"input_ids": row[f"{side}_input_ids"], "labels": row[f"{side}_labels"]}) for side in
+                ("chosen", "rejected")]  # fmt: skip
+    if "kto_label" in row:
+        return [("desirable" if row["kto_label"] else "undesirable", row)]
+    return [("", row)]

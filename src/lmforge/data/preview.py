@@ -12,6 +12,7 @@ from typing import Any
 
 from lmforge.config.schema import RunConfig
 from lmforge.data.encode import IGNORE_INDEX
+from lmforge.data.pairwise import PREFERENCE_STAGES, row_sides
 
 _GREEN, _RESET = "\033[32m", "\033[0m"
 
@@ -33,7 +34,9 @@ def dump_rows(rows: Any, path: str) -> int:
     count = 0
     with open(path, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps({"input_ids": list(row["input_ids"]), "labels": list(row["labels"])}) + "\n")
+            for name, side in row_sides(row):  # preference pairs: one line per side, named
+                record = {"input_ids": list(side["input_ids"]), "labels": list(side["labels"])}
+                fh.write(json.dumps({"side": name, **record} if name else record) + "\n")
             count += 1
     return count
 
@@ -54,7 +57,7 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
 
     tokenizer = _load_tokenizer(cfg)
     template = None
-    if cfg.stage == "sft":
+    if cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES:
         from lmforge.templates import get_template
 
         template = get_template(cfg.data.template, tokenizer)
@@ -63,9 +66,11 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
     for i, row in enumerate(bundle.train):
         if i >= n:
             break
-        trained = sum(label != IGNORE_INDEX for label in row["labels"])
-        print(f"--- example {i}: {len(row['input_ids'])} tokens, {trained} trained («» marks trained text)")
-        print(render_example(row, tokenizer, colour))
+        for name, side in row_sides(row):
+            trained = sum(label != IGNORE_INDEX for label in side["labels"])
+            what = f" {name}" if name else ""
+            print(f"--- example {i}{what}: {len(side['input_ids'])} tokens, {trained} trained («» marks trained text)")
+            print(render_example(side, tokenizer, colour))
     print("\n".join(bundle.report.lines()))
     if dump:
         print(f"wrote {dump_rows(bundle.train, dump)} encoded examples to {dump}")

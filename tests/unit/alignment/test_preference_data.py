@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.config.schema import DataConfig, DatasetSpec, RunConfig
+from lmforge.config.schema import DataConfig, DatasetSpec, ModelConfig, RunConfig
 from lmforge.data.catalog import load_catalog
 from lmforge.data.encode import IGNORE_INDEX, encode_conversation
 from lmforge.data.formats import iter_conversations
@@ -158,3 +158,18 @@ def test_pairs_over_the_cutoff_are_dropped_or_truncated_and_counted(tmp_path, ch
             ({"longer than cutoff_len (truncation: drop)": 1}, 0) if policy == "drop" else ({}, 1)
         )
         assert max(len(ids) for ids in bundle.train["chosen_input_ids"]) <= 64
+
+
+def test_data_preview_shows_both_sides_of_each_pair_with_trained_spans(tmp_path, tiny_model_dir, capsys):
+    from lmforge.data.preview import preview_command
+
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps([{"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "Seven."}]))
+    data = DataConfig(datasets=[{"path": str(path), "format": "preference"}], template="chatml",
+                      cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    cfg = RunConfig(stage="dpo", model=ModelConfig(name_or_path=str(tiny_model_dir)), data=data)
+    preview_command(cfg, n=1, dump=str(tmp_path / "dump.jsonl"))
+    out = capsys.readouterr().out
+    assert "example 0 chosen" in out and "«Blue.<|im_end|>" in out and "«Seven.<|im_end|>" in out
+    sides = [json.loads(line)["side"] for line in (tmp_path / "dump.jsonl").read_text().splitlines()]
+    assert sides == ["chosen", "rejected"]
