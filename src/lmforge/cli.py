@@ -60,6 +60,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         overwrite=args.overwrite,
         allow_unsafe_pickle=args.allow_unsafe_pickle,
+        qlora_base=args.qlora_base,
     )
     checks = ", ".join(f"{k} {v:.3g}" for k, v in meta["verification"].items())
     print(f"exported to {args.output} ({args.dtype}); max abs logit diffs: {checks}")
@@ -237,6 +238,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", default="2GB", help="maximum safetensors shard size (default 2GB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
+    p.add_argument(
+        "--qlora-base",
+        choices=["dequantized", "original"],
+        default="dequantized",
+        help="qlora adapters: merge onto the dequantised weights they were trained on (default) or the originals",
+    )
     p.set_defaults(func=cmd_export)
 
 

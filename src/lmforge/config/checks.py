@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 from collections.abc import Callable
 
-from lmforge.config.schema import DATA_FORMATS, METHODS, STAGES, RunConfig
+from lmforge.config.schema import DATA_FORMATS, METHODS, PROMPT_METHODS, STAGES, MethodConfig, RunConfig
 from lmforge.utils.errors import ConfigError, did_you_mean
 
 
@@ -76,8 +78,75 @@ def check_interleave_probs(cfg: RunConfig) -> None:
 
 
 def check_lora_only_options(cfg: RunConfig) -> None:
-    if cfg.model.adapter_name_or_path and cfg.method.name != "lora":
-        raise ConfigError(f"model.adapter_name_or_path needs method.name: lora (got {cfg.method.name!r})")
+    if cfg.model.adapter_name_or_path and cfg.method.name not in ("lora", "qlora"):
+        raise ConfigError(f"model.adapter_name_or_path needs method.name: lora or qlora (got {cfg.method.name!r})")
+
+
+# method option prefix -> the methods that read it (shared adapter keys such as lora_rank are not listed)
+METHOD_OPTION_OWNERS = {
+    "freeze_": ("freeze",),
+    "lora_bias": ("lora", "qlora"),
+    "lora_use_": ("lora", "qlora"),
+    "lora_init": ("lora", "qlora"),
+    "loraplus_": ("lora", "qlora"),
+    "quant_": ("qlora",),
+    "prompt_init_text": ("prompt_tuning",),
+    "prompt_encoder": ("p_tuning", "prefix_tuning"),
+    "prompt_": PROMPT_METHODS,
+    "prefix_": ("prefix_tuning",),
+    "adalora_": ("adalora",),
+    "oft_": ("oft",),
+}
+
+
+def check_method_options_apply(cfg: RunConfig) -> None:
+    """An option changed from its default but read only by another method is a mistake, not a no-op."""
+    defaults = MethodConfig()
+    for fld in dataclasses.fields(MethodConfig):
+        if getattr(cfg.method, fld.name) == getattr(defaults, fld.name):
+            continue
+        owners = next((m for prefix, m in METHOD_OPTION_OWNERS.items() if fld.name.startswith(prefix)), None)
+        if owners is not None and cfg.method.name not in owners:
+            raise ConfigError(
+                f"method.{fld.name} is set but method.name is {cfg.method.name!r}; it applies to {', '.join(owners)}"
+            )
+
+
+def check_adalora_budget(cfg: RunConfig) -> None:
+    """AdaLoRA prunes from lora_rank down to adalora_target_rank; with nothing to prune its allocator fails."""
+    if cfg.method.name == "adalora" and not 0 < cfg.method.adalora_target_rank < cfg.method.lora_rank:
+        raise ConfigError(
+            f"method.adalora_target_rank ({cfg.method.adalora_target_rank}) must be between 1 and "
+            f"method.lora_rank - 1 ({cfg.method.lora_rank - 1}): adalora starts at lora_rank and prunes down to it"
+        )
+
+
+def check_prompt_methods_padded(cfg: RunConfig) -> None:
+    """PEFT prepends virtual tokens per batch row; a padding-free or packed row holds many samples, so they would
+    share one prompt and attend across sample boundaries."""
+    if cfg.method.name in PROMPT_METHODS and (cfg.data.padding_free or cfg.data.packing):
+        raise ConfigError(
+            f"method.name: {cfg.method.name} puts virtual tokens in front of every batch row, so each row must be "
+            "one sample: set data.padding_free: false and data.packing: false (padded batches)"
+        )
+
+
+# train.optim names that need a package transformers does not bring
+OPTIMIZER_PACKAGES = {"galore": ("galore_torch", "galore-torch"), "apollo": ("apollo_torch", "apollo-torch")}
+
+
+def check_optimizer_installed(cfg: RunConfig) -> None:
+    optim = str(cfg.train.get("optim", ""))
+    for prefix, (module, package) in OPTIMIZER_PACKAGES.items():
+        if optim.startswith(prefix) and importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"train.optim: {optim} needs the {package} package, which is not installed (pip install {package})"
+            )
+        if optim.startswith(prefix) and not cfg.train.get("optim_target_modules"):
+            raise ConfigError(
+                f"train.optim: {optim} needs train.optim_target_modules (which weights get low-rank gradient "
+                "projection), e.g. [attn, mlp]"
+            )
 
 
 def check_half_precision_needs_autocast(cfg: RunConfig) -> None:
@@ -127,6 +196,10 @@ RULES: list[Callable[[RunConfig], None]] = [
     check_streaming_needs_max_steps,
     check_interleave_probs,
     check_lora_only_options,
+    check_method_options_apply,
+    check_adalora_budget,
+    check_prompt_methods_padded,
+    check_optimizer_installed,
     check_half_precision_needs_autocast,
     check_rl_reward_given,
     check_rl_sampling,

@@ -11,7 +11,23 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 STAGES = ("pt", "sft", "ppo", "grpo", "rm", "dpo", "kto", "orpo", "simpo")
-METHODS = ("full", "freeze", "lora")
+METHODS = (
+    "full",
+    "freeze",
+    "lora",
+    "qlora",
+    "prompt_tuning",
+    "p_tuning",
+    "prefix_tuning",
+    "ia3",
+    "loha",
+    "lokr",
+    "adalora",
+    "vera",
+    "oft",
+)
+#: methods that prepend virtual tokens (or per-layer prefixes) to each batch row: they need padded batches
+PROMPT_METHODS = ("prompt_tuning", "p_tuning", "prefix_tuning")
 DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text", "prompt", "preference", "kto")
 # `train:` keys lmforge reads itself; they are not TrainingArguments fields (transformers 5 dropped
 # `overwrite_output_dir`; we keep its meaning: allow starting a fresh run in a non-empty output_dir).
@@ -40,6 +56,11 @@ class ModelConfig:
     adapter_name_or_path: str | None = _f(None, "Existing PEFT adapter folder to continue training from (lora).")
     new_special_tokens: list[str] = _f([], "Special tokens to add to the tokenizer; embeddings are resized.")
     resize_vocab_multiple: int = _f(64, "When resizing embeddings, round the vocabulary up to this multiple.")
+    tokenizer_name_or_path: str | None = _f(
+        None,
+        "Tokenizer folder to use instead of the model's, e.g. one from `lmforge tokenizer extend`; the embeddings "
+        "grow to cover it (new rows start at the mean row; train them with modules_to_save: [embed_tokens, lm_head]).",
+    )
 
 
 @dataclass(frozen=True)
@@ -90,17 +111,56 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    name: str = _f("lora", "Tuning method: full | freeze | lora.")
+    """Keys are prefixed by the method family they belong to; docs/methods.md lists which method reads which."""
+
+    name: str = _f(
+        "lora",
+        "Tuning method: full | freeze | lora | qlora | prompt_tuning | p_tuning | prefix_tuning | ia3 | loha | "
+        "lokr | adalora | vera | oft.",
+    )
     # freeze
     freeze_trainable_layers: int = _f(2, "freeze: train the last N layers (negative: the first N).")
     freeze_trainable_modules: list[str] = _f(["all"], "freeze: module names inside trainable layers, or all.")
     freeze_extra_modules: list[str] = _f([], "freeze: extra top-level modules to train, e.g. embed_tokens, lm_head.")
-    # lora
-    lora_rank: int = _f(8, "lora: rank r.")
-    lora_alpha: float | None = _f(None, "lora: scaling alpha (default 2 x rank).")
-    lora_dropout: float = _f(0.0, "lora: dropout on the adapter input.")
-    lora_target: Any = _f("all", "lora: all (every linear layer but the output head) or a list of module names.")
-    modules_to_save: list[str] = _f([], "lora: extra modules trained fully and saved with the adapter.")
+    freeze_trainable_patterns: list[str] = _f(
+        [], "freeze: also train parameters whose full name matches one of these globs, e.g. '*.layers.0.mlp.*'."
+    )
+    # lora and qlora; lora_rank/alpha/dropout/target are also read by loha, lokr, adalora, vera (rank, target),
+    # ia3 and oft (target)
+    lora_rank: int = _f(8, "lora/qlora/loha/lokr/vera: rank r (adalora: the initial rank).")
+    lora_alpha: float | None = _f(None, "lora/qlora/loha/lokr: scaling alpha (default 2 x rank).")
+    lora_dropout: float = _f(0.0, "lora/qlora/loha/lokr/adalora/vera: dropout on the adapter input.")
+    lora_target: Any = _f("all", "Adapter methods: all (every linear layer but the output head) or module names.")
+    lora_bias: Literal["none", "all", "lora_only"] = _f("none", "lora/qlora: which biases train.")
+    lora_use_dora: bool = _f(False, "lora/qlora: DoRA, weight-decomposed LoRA (magnitude vector + direction).")
+    lora_use_rslora: bool = _f(False, "lora/qlora: rank-stabilised scaling alpha/sqrt(r) instead of alpha/r.")
+    lora_init: Literal["default", "gaussian", "pissa", "olora", "loftq"] = _f(
+        "default", "lora/qlora: adapter initialisation; pissa/olora/loftq start from the weights' principal parts."
+    )
+    loraplus_lr_ratio: float | None = _f(None, "lora/qlora: LoRA+, learning rate of B = ratio x that of A (e.g. 16).")
+    modules_to_save: list[str] = _f([], "Adapter methods: extra modules trained fully and saved with the adapter.")
+    # qlora: base weights quantised by bitsandbytes at load time
+    quant_bits: Literal[4, 8] = _f(4, "qlora: quantise the frozen base weights to 4 or 8 bits.")
+    quant_type: Literal["nf4", "fp4"] = _f("nf4", "qlora (4-bit): data type of the quantised weights.")
+    quant_double: bool = _f(True, "qlora (4-bit): also quantise the quantisation constants (saves ~0.4 bit/weight).")
+    quant_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f(
+        "auto", "qlora (4-bit): dtype of the matmuls (auto = model.dtype)."
+    )
+    # prompt_tuning, p_tuning, prefix_tuning
+    prompt_virtual_tokens: int = _f(20, "prompt_tuning/p_tuning/prefix_tuning: number of virtual tokens.")
+    prompt_init_text: str | None = _f(
+        None, "prompt_tuning: initialise the virtual tokens from this text's embeddings (default: random)."
+    )
+    prompt_encoder: Literal["mlp", "lstm"] = _f("mlp", "p_tuning: reparametrisation of the virtual tokens.")
+    prompt_encoder_hidden: int | None = _f(None, "p_tuning/prefix_tuning: hidden size of the encoder/projection.")
+    prefix_projection: bool = _f(False, "prefix_tuning: reparametrise the prefixes with a two-layer MLP.")
+    # adalora, oft
+    adalora_target_rank: int = _f(4, "adalora: average rank left after the budget allocation.")
+    oft_block_size: int = _f(16, "oft: size of the orthogonal blocks (must divide the targeted layers' widths).")
+    # every method
+    neftune_alpha: float | None = _f(
+        None, "NEFTune: add uniform noise of size alpha/sqrt(L*d) to input embeddings in training (L = sample length)."
+    )
 
 
 @dataclass(frozen=True)

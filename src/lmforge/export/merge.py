@@ -14,6 +14,13 @@ from typing import Any
 
 import torch
 
+from lmforge.export.bases import (
+    QloraBase,
+    check_mergeable,
+    describe,
+    quantized_training,
+    use_dequantized_base,
+)
 from lmforge.export.verify import (
     ExportError,
     check_merge,
@@ -46,20 +53,34 @@ def export_merged(
     shard_size: str = "2GB",
     overwrite: bool = False,
     allow_unsafe_pickle: bool = False,
+    qlora_base: QloraBase = "dequantized",
 ) -> dict[str, Any]:
-    """Merge `adapter` into `base`, verify, and publish at `output`; returns the metadata written there."""
+    """Merge `adapter` into `base`, verify, and publish at `output`; returns the metadata written there.
+
+    qlora_base: for a qlora adapter, merge onto the dequantised weights it was trained against (default) or onto
+    the original weights; `merge_base` in the metadata records which."""
     out = Path(output).expanduser()
     if out.exists() and not overwrite:
         raise ConfigError(f"export destination {str(out)!r} already exists; pass --overwrite or choose another folder")
+    check_mergeable(adapter)
     tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter))
     base_model = load_base_model(base, torch.float32, allow_unsafe_pickle)
+    quantized = quantized_training(adapter)
+    if quantized is not None and qlora_base == "dequantized":
+        use_dequantized_base(base_model, base, quantized)
     peft_model = attach_adapter(base_model, adapter, allow_unsafe_pickle)
     check_vocab_covers(peft_model, tokenizer)
     inputs = fixed_inputs(min(len(tokenizer), peft_model.get_input_embeddings().num_embeddings))
     merged, numbers, unmerged = merge_verified(peft_model, inputs)
     merged = merged.to(resolve_dtype(dtype))
     set_generation_stops(merged, tokenizer)
-    metadata = {"base": base, "adapter": adapter, "dtype": dtype, "verification": numbers}
+    metadata = {
+        "base": base,
+        "adapter": adapter,
+        "dtype": dtype,
+        "merge_base": describe(quantized, qlora_base),
+        "verification": numbers,
+    }
     staging = _staging_dir(out, "tmp")
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed export
     try:

@@ -1,11 +1,12 @@
-"""Tuning methods: which parameters train (full, freeze, lora), applied by `prepare_model`."""
+"""Tuning methods: which parameters train (full, freeze, LoRA family, prompt methods, other PEFT adapters),
+applied by `prepare_model`; docs/methods.md compares them."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.methods import freeze, full, lora
+from lmforge.methods import adapters, freeze, full, lora, prompt
 from lmforge.methods.registry import METHODS
 from lmforge.utils.logging import get_logger
 
@@ -14,11 +15,26 @@ logger = get_logger(__name__)
 METHODS.register("full", full.prepare)
 METHODS.register("freeze", freeze.prepare)
 METHODS.register("lora", lora.prepare)
+METHODS.register("qlora", lora.prepare_qlora)
+METHODS.register("prompt_tuning", prompt.prepare_prompt_tuning)
+METHODS.register("p_tuning", prompt.prepare_p_tuning)
+METHODS.register("prefix_tuning", prompt.prepare_prefix_tuning)
+METHODS.register("ia3", adapters.prepare_ia3)
+METHODS.register("loha", adapters.prepare_loha)
+METHODS.register("lokr", adapters.prepare_lokr)
+METHODS.register("adalora", adapters.prepare_adalora)
+METHODS.register("vera", adapters.prepare_vera)
+METHODS.register("oft", adapters.prepare_oft)
 
 
 def prepare_model(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:
     """Apply the configured method and log how many parameters will train."""
     model = METHODS.get(method_cfg.name)(model, method_cfg, model_cfg)
+    if method_cfg.neftune_alpha:
+        from lmforge.methods.neftune import add_neftune
+
+        add_neftune(model, method_cfg.neftune_alpha)
+        logger.info("NEFTune: embedding noise alpha %g, scaled per sample (training only)", method_cfg.neftune_alpha)
     embeddings_frozen = not model.get_input_embeddings().weight.requires_grad
     if _is_checkpointing(model) and embeddings_frozen:
         # Checkpointed blocks need an input that requires grad when run reentrantly; harmless otherwise.
@@ -35,9 +51,15 @@ def _is_checkpointing(model: Any) -> bool:
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameter counts; tied weights count once."""
+    """(trainable, total) parameter counts; tied weights count once, 4-bit packed weights count unpacked."""
     params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+    return sum(_numel(p) for p in params if p.requires_grad), sum(_numel(p) for p in params)
+
+
+def _numel(param: Any) -> int:
+    if type(param).__name__ == "Params4bit":  # bitsandbytes packs 2 four-bit values per storage byte
+        return param.numel() * 2 * param.quant_storage.itemsize
+    return int(param.numel())
 
 
 def format_parameter_count(trainable: int, total: int) -> str:

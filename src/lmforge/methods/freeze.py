@@ -3,6 +3,7 @@ plus extra modules such as embed_tokens or lm_head; everything else stays frozen
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from torch import nn
@@ -34,8 +35,23 @@ def prepare(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any
     for name, module in outside.items():
         if name in extras or name.rsplit(".", 1)[-1] in extras:
             module.requires_grad_(True)
+    unfreeze_matching(model, list(method_cfg.freeze_trainable_patterns))
     upcast_trainable(model)
     return model
+
+
+def unfreeze_matching(model: Any, patterns: list[str]) -> None:
+    """Train every parameter whose full name matches a glob; a pattern matching nothing is an error (a typo)."""
+    params = dict(model.named_parameters())
+    for pattern in patterns:
+        hits = [name for name in params if fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
+            examples = ", ".join(list(params)[:4])
+            raise ConfigError(
+                f"method.freeze_trainable_patterns: {pattern!r} matches no parameter name (names look like {examples})"
+            )
+        for name in hits:
+            params[name].requires_grad_(True)
 
 
 def decoder_layers(model: Any) -> tuple[str, nn.ModuleList]:
@@ -48,6 +64,7 @@ def decoder_layers(model: Any) -> tuple[str, nn.ModuleList]:
 
 
 def _chosen_layers(count: int, n: int) -> list[int]:
+    """The last n layers, or the first -n for negative n."""
     if abs(n) > count:
         raise ConfigError(f"method.freeze_trainable_layers: {n} but the model has only {count} layers")
     return list(range(count - n, count)) if n >= 0 else list(range(-n))

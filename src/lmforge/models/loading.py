@@ -8,6 +8,7 @@ cached while offline, custom code, pickle weights) become `ConfigError`s saying 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from lmforge.config.schema import ModelConfig
+from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
@@ -34,6 +35,8 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
     """The model's tokenizer, padded on the right, with a pad token and the configured extra special tokens."""
     from transformers import AutoTokenizer
 
+    if model_cfg.tokenizer_name_or_path:  # e.g. an extended vocabulary (`lmforge tokenizer extend`)
+        model_cfg = dataclasses.replace(model_cfg, name_or_path=model_cfg.tokenizer_name_or_path)
     check_remote_code(model_cfg)
     tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, model_cfg, "tokenizer")
     tokenizer.padding_side = "right"
@@ -58,13 +61,18 @@ def _pick_pad_token(tokenizer: Any) -> str:
     return str(tokenizer.eos_token)
 
 
-def load_model(model_cfg: ModelConfig, tokenizer: Any) -> Any:
-    """The causal LM in the configured dtype, ready to train: no KV cache, embeddings covering the tokenizer."""
+def load_model(model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig | None = None) -> Any:
+    """The causal LM in the configured dtype, ready to train: no KV cache, embeddings covering the tokenizer.
+
+    `method_cfg` matters only for qlora, whose base weights are quantised while they load."""
     from transformers import AutoModelForCausalLM
+
+    from lmforge.models.quantization import quantization_config
 
     check_remote_code(model_cfg)
     check_safetensors_only(model_cfg.name_or_path)
     dtype = resolve_dtype(model_cfg.dtype)
+    quantization = quantization_config(method_cfg, model_cfg)
     model = _from_pretrained(
         AutoModelForCausalLM.from_pretrained,
         model_cfg,
@@ -72,6 +80,7 @@ def load_model(model_cfg: ModelConfig, tokenizer: Any) -> Any:
         dtype=dtype,
         attn_implementation=model_cfg.attn_implementation,
         use_safetensors=True,
+        **({"quantization_config": quantization} if quantization is not None else {}),
     )
     if model_cfg.attn_implementation == "sdpa" and supports_packed_sdpa(model.config):
         # Same maths as stock SDPA, but packed/padding-free rows attend per sample (see models/attention.py).

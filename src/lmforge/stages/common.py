@@ -39,18 +39,21 @@ def store_chat_template(tokenizer: Any, template: Any, template_name: str) -> No
 def build_trainer(cfg: RunConfig, model: Any, tokenizer: Any, data: Any, token_metrics: bool) -> LmforgeTrainer:
     """A trainer over the bundle's datasets with lmforge's collator, logs and (optionally) token accuracy."""
     from lmforge.data.collators import make_collator
+    from lmforge.methods.training import method_callbacks, method_optimizers
 
     with_metrics = token_metrics and data.eval is not None
+    args = build_training_arguments(cfg)
     return LmforgeTrainer(
         model=model,
-        args=build_training_arguments(cfg),
+        args=args,
         train_dataset=data.train,
         eval_dataset=data.eval,
         data_collator=make_collator(cfg.data, tokenizer),
         processing_class=tokenizer,
         compute_metrics=token_accuracy if with_metrics else None,
         preprocess_logits_for_metrics=argmax_logits if with_metrics else None,
-        callbacks=[JsonlLogCallback(cfg.output_dir)],
+        callbacks=[JsonlLogCallback(cfg.output_dir), *method_callbacks(cfg.method)],
+        optimizers=method_optimizers(cfg.method, model, args),  # LoRA+ groups, else the Trainer's default
     )
 
 
@@ -89,4 +92,8 @@ def save_final_model(trainer: LmforgeTrainer, output_dir: str) -> None:
     if config is not None:
         config.use_cache = True
     trainer.save_model(output_dir)
+    if trainer.is_world_process_zero():
+        from lmforge.methods.lora import save_for_original_base
+
+        save_for_original_base(model, output_dir)  # PiSSA/OLoRA: an adapter for the original base weights
     logger.info("saved the final %s to %s", "adapter" if hasattr(model, "peft_config") else "model", output_dir)

@@ -17,7 +17,7 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     tokenizer = load_tokenizer(cfg.model)
     data = build_datasets(cfg, tokenizer, None)  # no chat template: documents are encoded as they are
 
-    model = load_model(cfg.model, tokenizer)
+    model = load_model(cfg.model, tokenizer, cfg.method)
     model = prepare_model(model, cfg.method, cfg.model)  # logs the trainable parameter count
 
     trainer = build_trainer(cfg, model, tokenizer, data, token_metrics=False)

@@ -20,7 +20,7 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     store_chat_template(tokenizer, template, cfg.data.template)
     data = build_datasets(cfg, tokenizer, template)
 
-    model = load_model(cfg.model, tokenizer)
+    model = load_model(cfg.model, tokenizer, cfg.method)
     model = prepare_model(model, cfg.method, cfg.model)  # logs the trainable parameter count
 
     trainer = build_trainer(cfg, model, tokenizer, data, token_metrics=True)

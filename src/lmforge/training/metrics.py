@@ -16,6 +16,8 @@ def argmax_logits(logits: Any, labels: Any) -> Any:
     """Trainer's `preprocess_logits_for_metrics`: keep the predicted token id only."""
     if isinstance(logits, tuple):  # some models return (logits, past_key_values, ...)
         logits = logits[0]
+    if labels is not None and logits.shape[1] > labels.shape[1]:
+        logits = logits[:, -labels.shape[1] :]  # prompt tuning / p-tuning: drop the virtual tokens' positions
     return logits.argmax(dim=-1)
 
 

@@ -1,0 +1,83 @@
+"""bitsandbytes quantisation of the frozen base weights (method `qlora`), and its inverse for export.
+
+bitsandbytes is an optional extra (`pip install lmforge[qlora]`): importing it costs about a second, so it is only
+imported here, when a qlora run or export needs it, never at `lmforge` start-up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import torch
+from torch import nn
+
+from lmforge.config.schema import MethodConfig, ModelConfig
+from lmforge.utils.errors import ConfigError
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+INSTALL_HINT = "pip install 'lmforge[qlora]' (or pip install bitsandbytes)"
+
+
+def bitsandbytes_available() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def require_bitsandbytes(what: str) -> None:
+    """A clear error naming the package and how to install it, instead of an ImportError deep in transformers."""
+    if not bitsandbytes_available():
+        raise ConfigError(f"{what} needs the bitsandbytes package, which is not installed: {INSTALL_HINT}")
+
+
+def compute_dtype(method_cfg: MethodConfig, model_cfg: ModelConfig) -> torch.dtype:
+    """The matmul dtype of 4-bit layers: explicit, or the model's own dtype."""
+    from lmforge.models.loading import resolve_dtype
+
+    name = model_cfg.dtype if method_cfg.quant_compute_dtype == "auto" else method_cfg.quant_compute_dtype
+    return resolve_dtype(name)
+
+
+def quantization_config(method_cfg: MethodConfig | None, model_cfg: ModelConfig) -> Any:
+    """transformers' BitsAndBytesConfig for a qlora run; None for every other method."""
+    if method_cfg is None or method_cfg.name != "qlora":
+        return None
+    require_bitsandbytes("method.name: qlora")
+    from transformers import BitsAndBytesConfig
+
+    if method_cfg.quant_bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=method_cfg.quant_type,
+        bnb_4bit_use_double_quant=method_cfg.quant_double,
+        bnb_4bit_compute_dtype=compute_dtype(method_cfg, model_cfg),
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def dequantized_weights(quantized_model: Any) -> dict[str, torch.Tensor]:
+    """name -> fp32 weight of every bitsandbytes linear layer, exactly as the quantised model computes with it.
+
+    This is dequant(W4) (or dequant(W8)): the base the adapter was trained against (QUALITY C11)."""
+    import bitsandbytes as bnb
+    from peft.utils.integrations import dequantize_module_weight
+
+    weights = {}
+    for name, module in quantized_model.named_modules():
+        if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
+            weights[f"{name}.weight"] = dequantize_module_weight(module).detach().float().cpu()
+    return weights
+
+
+def load_dequantized_into(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """Overwrite `model`'s linear weights with the dequantised ones; returns how many were replaced."""
+    params = dict(model.named_parameters())
+    missing = [name for name in weights if name not in params]
+    if missing:
+        raise ConfigError(f"the quantised model has layers the base model lacks: {', '.join(missing[:5])}")
+    with torch.no_grad():
+        for name, weight in weights.items():
+            params[name].copy_(weight.to(params[name].dtype))
+    return len(weights)
