@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 from lmforge import cli
 from lmforge.inference.engine import ChatEngine, load_engine
 from lmforge.inference.server import PUBLIC_PATHS, create_app
+from lmforge.utils.errors import LmforgeError
 from tests.fixtures.server import running_server
 
 KEY = "k-7d1e0c5a9b"
@@ -246,3 +247,13 @@ def test_body_limit_is_configurable(engine: ChatEngine) -> None:
     with running_server(create_app(engine, model_name=MODEL, max_body_bytes=200)) as url:
         assert _post(url, _with(messages=[{"role": "user", "content": "x" * 300}])).status_code == 413
         assert _post(url, _with()).status_code == 200
+
+
+def test_api_key_file_keeps_the_key_off_the_command_line(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(f"{KEY}\n")
+    args = cli.build_parser().parse_args(["serve", "--model", "m", "--api-key-file", str(key_file)])
+    assert cli._read_api_key(args) == KEY
+    key_file.write_text("\n")
+    with pytest.raises(LmforgeError, match="first line is empty"):
+        cli._read_api_key(args)
