@@ -60,8 +60,8 @@ def check_signature(fn: Callable[..., Any], spec: str, key: str, kwargs: dict[st
                 f"are called with keywords {', '.join(BATCH_ARGS)} plus the extra keys of its config entry"
             )
     takes = tuple(a for a in BATCH_ARGS if var_kw or a in params)
-    if not {"completions", "completion_ids"} & set(takes):
-        raise ConfigError(f"{key}: reward function {spec!r} must take 'completions' (or 'completion_ids', **kwargs)")
+    if not takes:
+        raise ConfigError(f"{key}: reward function {spec!r} takes none of {', '.join(BATCH_ARGS)} (or **kwargs)")
     return takes
 
 

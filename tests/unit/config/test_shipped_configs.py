@@ -15,7 +15,7 @@ SHIPPED = sorted(
     for pattern in (
         "configs/pt/*.yaml",
         "configs/sft/*.yaml",
-        *(f"configs/{stage}/*.yaml" for stage in ("rm", "dpo", "kto", "orpo", "simpo")),
+        *(f"configs/{stage}/*.yaml" for stage in ("rm", "dpo", "kto", "orpo", "simpo", "ppo", "grpo")),
         "examples/**/*.yaml",
         "bench/configs/*.yaml",
     )

@@ -155,3 +155,12 @@ def test_judge_that_cannot_be_reached_is_retried_then_counted_never_zero():
     assert source.failures == {"http": 2} and source.attempt_failures == {"http": 6}
     result = combine([source], _batch(["a"]))
     assert torch.isnan(result.total).all()
+
+
+def test_a_function_taking_no_batch_argument_is_refused_and_one_taking_only_ended_works():
+    with pytest.raises(ConfigError, match="takes none of completions"):
+        CallableSource(lambda: [], "m:f", "k", 1.0, {})
+    ended = CallableSource.from_config("lmforge.rl.builtin:ended_turn", "k")
+    batch = _batch(["a", "b"])
+    batch.ended = [True, False]
+    assert ended.score(batch) == [1.0, 0.0]
