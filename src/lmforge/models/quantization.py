@@ -6,6 +6,7 @@ imported here, when a qlora run or export needs it, never at `lmforge` start-up.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from typing import Any
 
@@ -60,13 +61,19 @@ def quantization_config(method_cfg: MethodConfig | None, model_cfg: ModelConfig)
 def dequantized_weights(quantized_model: Any) -> dict[str, torch.Tensor]:
     """name -> fp32 weight of every bitsandbytes linear layer, exactly as the quantised model computes with it.
 
-    This is dequant(W4) (or dequant(W8)): the base the adapter was trained against (QUALITY C11)."""
+    This is dequant(W4) (or dequant(W8)): the base the adapter was trained against (QUALITY C11). Call it before
+    the model's first forward: bitsandbytes' CPU backend may repack 4-bit weights for its kernel on first use."""
     import bitsandbytes as bnb
     from peft.utils.integrations import dequantize_module_weight
 
     weights = {}
     for name, module in quantized_model.named_modules():
-        if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
+        if isinstance(module, bnb.nn.Linear4bit):
+            # in fp32, not the quant state's storage dtype (often bf16), which would round the values again
+            state = copy.copy(module.weight.quant_state)
+            state.dtype = torch.float32
+            weights[f"{name}.weight"] = bnb.functional.dequantize_4bit(module.weight.data, state).cpu()
+        elif isinstance(module, bnb.nn.Linear8bitLt):
             weights[f"{name}.weight"] = dequantize_module_weight(module).detach().float().cpu()
     return weights
 
