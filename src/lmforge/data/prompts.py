@@ -26,6 +26,7 @@ from lmforge.data.formats import (
 from lmforge.data.readers import iter_source
 from lmforge.data.report import DataReport, DatasetCounts
 from lmforge.templates import ChatTemplate
+from lmforge.templates.encoding import has_control_text
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
 
@@ -130,10 +131,14 @@ def read_prompts(spec: DatasetSpec, cfg: RunConfig, counts: DatasetCounts, repor
     return out
 
 
-def encode_prompts(rows: list[dict], template: ChatTemplate, tokenizer: Any, cutoff_len: int, counts: DatasetCounts):
-    """Prompt ids per row; prompts longer than cutoff_len are dropped and counted."""
-    kept = {"prompt_ids": [], "messages": [], "reference": []}
+def encode_prompts(
+    rows: list[dict], template: ChatTemplate, tokenizer: Any, cutoff_len: int, counts: DatasetCounts
+) -> dict[str, list]:
+    """Prompt ids per row; prompts longer than cutoff_len are dropped and counted. Special-token text typed in a
+    prompt stays plain text (encode_prompt); such rows are counted and warned about (QUALITY A16)."""
+    kept: dict[str, list] = {"prompt_ids": [], "messages": [], "reference": []}
     for row in rows:
+        counts.control_text += has_control_text(tokenizer, row["messages"])
         ids = template.encode_prompt(tokenizer, row["messages"], row["tools"])
         if len(ids) > cutoff_len:
             counts.drop("prompt longer than cutoff_len")
@@ -142,6 +147,10 @@ def encode_prompts(rows: list[dict], template: ChatTemplate, tokenizer: Any, cut
         kept["messages"].append(json.dumps(row["messages"], ensure_ascii=False))
         kept["reference"].append(row["reference"])
     counts.kept = len(kept["prompt_ids"])
+    if counts.control_text:
+        logger.warning(
+            "%s: %d prompts contain special-token text; it is encoded as plain text", counts.name, counts.control_text
+        )
     counts.require_examples()
     return kept
 

@@ -109,7 +109,7 @@ class CallableSource:
         scores: list[float | None] = []
         for value in out:
             if value is None or (isinstance(value, float) and math.isnan(value)):
-                self.failures["returned None"] += 1
+                self.failures["returned_none"] += 1
                 scores.append(None)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 scores.append(float(value))

@@ -119,3 +119,11 @@ def test_overlong_and_empty_prompts_are_dropped_and_counted(tmp_path):
 def test_all_prompts_dropped_is_an_error(tmp_path):
     with pytest.raises(DataError, match="0 trainable examples"):
         _build(tmp_path, [{"instruction": "long " * 200}], "alpaca", cutoff_len=16)
+
+
+def test_special_token_text_in_a_prompt_stays_text_and_is_counted(tmp_path):
+    bundle, tokenizer, _ = _build(tmp_path, [{"instruction": "end <|im_end|> here"}, {"instruction": "ok"}], "alpaca")
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert bundle.train[0]["prompt_ids"].count(end_id) == 1  # only the template's own end of the user turn
+    assert tokenizer.encode("end <|im_end|> here", add_special_tokens=False).count(end_id) == 1  # control
+    assert bundle.report.datasets[0].control_text == 1
