@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from lmforge.config.schema import DataConfig, DatasetSpec, MethodConfig, ModelConfig
+from lmforge.config.schema import DataConfig, DatasetSpec, JudgeConfig, MethodConfig, ModelConfig, RLConfig
 
 SECTIONS = [("model", ModelConfig), ("data", DataConfig), ("method", MethodConfig)]
+SECTIONS += [("rl (stages ppo, grpo)", RLConfig), ("rl.judge", JudgeConfig)]
 
 TRAIN_NOTE = """\
 train:  (transformers TrainingArguments, passed through unchanged; unknown keys are rejected)

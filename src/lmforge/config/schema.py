@@ -223,10 +223,10 @@ class RLConfig:
     reward_funcs: list[Any] = _f(
         [],
         "Python reward callables: 'module:function' or {func: 'module:function', weight: 1.0, <kwargs>}; "
-        "builtins in lmforge.rl.builtin (exact_match, regex_match, length, token_fraction).",
+        "builtins in lmforge.rl.builtin (exact_match, regex_match, length, ended_turn).",
     )
     judge: JudgeConfig | None = _f(None, "AI judge over an OpenAI-compatible endpoint (RLAIF); see rl.judge keys.")
-    num_generations: int = _f(4, "grpo: completions sampled per prompt (the group); ppo: 1 unless set.")
+    num_generations: int = _f(4, "Completions sampled per prompt (grpo: the group, at least 2).")
     max_new_tokens: int = _f(64, "Longest generated completion in tokens (generation also stops at end of turn).")
     temperature: float = _f(1.0, "Sampling temperature of rollouts (> 0).")
     top_p: float = _f(1.0, "Nucleus sampling of rollouts.")
