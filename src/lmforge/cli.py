@@ -200,6 +200,36 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     prev.set_defaults(func=cmd_data_preview)
 
 
+def cmd_tokenizer_extend(args: argparse.Namespace) -> int:
+    from lmforge.models.vocab import extend_tokenizer
+
+    result = extend_tokenizer(args.base, args.corpus, args.add, args.output)
+    pieces = ", ".join(list(result.added)[:10])
+    print(
+        f"added {len(result.added)} pieces to the {result.base_size}-piece vocabulary (existing ids unchanged) -> "
+        f"{result.output}\nfirst new pieces: {pieces}\ntrain with model.tokenizer_name_or_path={result.output} and "
+        "method.modules_to_save=[embed_tokens,lm_head] (lora) so the new embedding rows learn"
+    )
+    return 0
+
+
+def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tokenizer", help="tokenizer tools: extend the vocabulary with domain pieces")
+    tok_sub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="{extend}")
+    ext = tok_sub.add_parser(
+        "extend",
+        help="learn new BPE pieces on a domain corpus and append them (existing ids and tokenisations unchanged)",
+        description="Train new BPE pieces on the corpus with the base tokenizer's own pre-tokenizer, append them "
+        "after every existing id (merges after all old merges), save the extended tokenizer folder and check "
+        "that old ids are unchanged and texts round-trip.",
+    )
+    ext.add_argument("--base", required=True, help="folder of the base (fast, BPE) tokenizer or model")
+    ext.add_argument("--corpus", required=True, nargs="+", metavar="FILE", help="UTF-8 text files, one text a line")
+    ext.add_argument("--add", required=True, type=int, metavar="N", help="number of new pieces to add")
+    ext.add_argument("--output", required=True, help="new folder for the extended tokenizer")
+    ext.set_defaults(func=cmd_tokenizer_extend)
+
+
 def _add_init_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "init-model",
@@ -328,6 +358,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
     _add_init_model,
+    _add_tokenizer,
     _add_export,
     _add_chat,
     _add_eval,

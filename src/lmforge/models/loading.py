@@ -87,6 +87,10 @@ def load_model(model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig 
         model.set_attn_implementation(register_packed_sdpa())
     logger.info("loaded %s (%s, attention %s)", type(model).__name__, dtype, model.config._attn_implementation)
     resize_embeddings(model, len(tokenizer), model_cfg.resize_vocab_multiple)
+    if model_cfg.tokenizer_name_or_path:
+        from lmforge.models.vocab import init_new_rows
+
+        init_new_rows(model, model_cfg.tokenizer_name_or_path)  # pieces from `lmforge tokenizer extend`
     model.config.use_cache = False
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -34,7 +34,9 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def train_method(folder: Path, model_dir: Path, method: dict[str, Any], lr: float, steps: int = 30) -> Run:
+def train_method(
+    folder: Path, model_dir: Path, method: dict[str, Any], lr: float, steps: int = 30, model: dict | None = None
+) -> Run:
     """`steps` optimizer steps of sft on the fixed Q/A pairs (batch 4), as `lmforge train` runs them."""
     from lmforge.data.pipeline import build_datasets
     from lmforge.methods import prepare_model
@@ -47,7 +49,8 @@ def train_method(folder: Path, model_dir: Path, method: dict[str, Any], lr: floa
     data = write_alpaca(folder / "qa.json", QA_PAIRS)
     padded = {"padding_free": False} if method["name"] in PROMPT_METHODS else {}
     train = {"max_steps": steps, "learning_rate": lr, "lr_scheduler_type": "constant", "save_strategy": "no"}
-    cfg = load_config(write_config(folder, model_dir, data, method=method, data=padded, train=train))
+    sections = {"method": method, "data": padded, "train": train, "model": model or {}}
+    cfg = load_config(write_config(folder, model_dir, data, **sections))
     prepare_output_dir(cfg, resume=False, world_size=1)
     torch.manual_seed(0)
     handler = _Collect()
