@@ -22,6 +22,8 @@ from lmforge.training.callbacks import read_log
 from tests.integration.rl_runs import DIGITS, write_rl_config
 from tests.integration.runs import load, write_alpaca, write_config
 
+pytestmark = pytest.mark.slow
+
 KEY_ENV = "LMFORGE_TEST_JUDGE_KEY"
 PROMPT = "Rate the reply from 0 to 10.\nPrompt: {prompt}\nReply: {response}\nScore:"
 

@@ -13,6 +13,8 @@ from lmforge.train import run_training
 from tests.integration.rl_runs import load_policy, mean_reward, write_rl_config
 from tests.integration.runs import load
 
+pytestmark = pytest.mark.slow
+
 STAGE_SETTINGS = {
     "grpo": {},
     # PPO's per-token KL penalty competes with a reward of ~0.01: scale the reward, keep the KL coefficient small

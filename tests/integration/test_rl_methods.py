@@ -13,6 +13,8 @@ from lmforge.training.callbacks import read_log
 from tests.integration.rl_runs import write_rl_config
 from tests.integration.runs import load
 
+pytestmark = pytest.mark.slow
+
 METHODS = {
     "lora": {"name": "lora", "lora_rank": 4},
     "full": {"name": "full"},

@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 from tests.integration.rl_runs import DIGITS, write_rl_config
 from tests.integration.runs import cli, final_weights, max_weight_diff, step_log
 
+pytestmark = pytest.mark.slow
+
 STEPS = 6
 
 

@@ -18,6 +18,8 @@ from lmforge.training.callbacks import read_log
 from tests.integration.rl_runs import write_rl_config
 from tests.integration.runs import load
 
+pytestmark = pytest.mark.slow
+
 
 def make_reward_model(folder: Path, base: Path, template: str) -> Path:
     """A *ForSequenceClassification(num_labels=1) folder as stage rm writes it (seeded random score head)."""
