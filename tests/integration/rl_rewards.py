@@ -20,3 +20,8 @@ def needs_two_args(completions: list[str], threshold: float) -> list[float]:
 def digit_fraction(completions: list[str]) -> list[float]:
     """Share of the completion's characters that are ASCII digits (0 for an empty completion)."""
     return [sum(ch.isdigit() and ch.isascii() for ch in text) / len(text) if text else 0.0 for text in completions]
+
+
+def zero(completions: list[str]) -> list[float]:
+    """What scoring every judge failure as 0 would add (the negative control of the exclusion test)."""
+    return [0.0] * len(completions)

@@ -23,6 +23,7 @@ def write_prompts(path: Path) -> Path:
 
 def write_rl_config(folder: Path, model_dir: Path, stage: str, **sections: dict[str, Any]) -> Path:
     """A ppo/grpo run YAML in `folder` (output folder/out); `sections` update model/data/method/rl/train."""
+    folder.mkdir(parents=True, exist_ok=True)
     raw: dict[str, Any] = {
         "stage": stage,
         "model": {"name_or_path": str(model_dir), "dtype": "float32"},

@@ -19,7 +19,7 @@ from lmforge.rl.judge import JudgeSource
 from lmforge.rl.rewards import RewardBatch
 from lmforge.train import run_training
 from lmforge.training.callbacks import read_log
-from tests.integration.rl_runs import DIGITS, write_rl_config
+from tests.integration.rl_runs import write_rl_config
 from tests.integration.runs import load, write_alpaca, write_config
 
 pytestmark = pytest.mark.slow
@@ -96,17 +96,36 @@ def test_grpo_trains_on_judge_scores(judge_url, monkeypatch, tmp_path, tiny_mode
     assert all(r["rewards/judge"] == pytest.approx(0.7) and r["rewards/excluded_total"] == 0 for r in records)
 
 
+LOWERCASE = "tests.integration.rl_rewards:lowercase_fraction"
+
+
+def _adapter_b_is_zero(out: Path) -> bool:
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    return all(torch.count_nonzero(w) == 0 for name, w in weights.items() if "lora_B" in name)
+
+
 def test_unparsable_judge_replies_exclude_samples_instead_of_scoring_zero(
     judge_url, monkeypatch, tmp_path, tiny_model_dir
 ):
-    """With a digit reward beside a judge whose regex never matches, every sample is excluded: the adapter stays
-    untouched. Scoring failures as 0 would leave the digit reward's differences to train on (and change B)."""
+    """With a lowercase-share reward beside a judge whose regex never matches, every sample is excluded: the
+    adapter stays untouched. Negative control: the same run with 0 in place of the failed judge scores trains."""
     monkeypatch.setenv(KEY_ENV, "judge-key")
     judge = _judge(judge_url, max_retries=1, score_regex=r"SCORE=(\d+)")
-    out = _grpo_with_judge(tmp_path, tiny_model_dir, judge, reward_funcs=[DIGITS])
+    out = _grpo_with_judge(tmp_path / "judge", tiny_model_dir, judge, reward_funcs=[LOWERCASE])
     last = [r for r in read_log(out) if "reward" in r][-1]
     samples = 2 * 4 * 2  # steps x prompts x generations
     assert last["rewards/excluded_total"] == samples
     assert last["rewards/judge_failed_unparsable"] == samples
-    weights = load_file(str(out / "adapter_model.safetensors"))
-    assert all(torch.count_nonzero(w) == 0 for name, w in weights.items() if "lora_B" in name)
+    assert _adapter_b_is_zero(out)
+
+    zeros = {"reward_funcs": [LOWERCASE, "tests.integration.rl_rewards:zero"], "judge": None}
+    control = write_rl_config(
+        (tmp_path / "control"),
+        tiny_model_dir,
+        "grpo",
+        method={"name": "lora", "lora_rank": 4},
+        rl={"num_generations": 2, "max_new_tokens": 4, **zeros},
+        train={"max_steps": 2, "learning_rate": 1e-2},
+    )
+    run_training(load(control), resume=False)
+    assert not _adapter_b_is_zero(tmp_path / "control" / "out")
