@@ -19,7 +19,7 @@ from tests.unit.methods.runs import train_method
 
 GREEDY = GenerationOptions(max_new_tokens=6, temperature=0)
 PROMPTS = {
-    "prompt_tuning": ({"name": "prompt_tuning", "prompt_virtual_tokens": 4}, 1.0),
+    "prompt_tuning": ({"name": "prompt_tuning", "prompt_virtual_tokens": 4, "prompt_init_text": "Be brief."}, 1.0),
     "p_tuning": ({"name": "p_tuning", "prompt_virtual_tokens": 4, "prompt_encoder": "lstm"}, 3e-2),
     "prefix_tuning": ({"name": "prefix_tuning", "prompt_virtual_tokens": 4, "prefix_projection": True}, 5e-2),
 }
