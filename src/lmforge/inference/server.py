@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -22,7 +22,13 @@ from jinja2 import TemplateError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmforge.inference import api_generation as gen
-from lmforge.inference.api_schema import ApiError, ChatCompletionRequest, CompletionRequest, parse_body
+from lmforge.inference.api_schema import (
+    ApiError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingRequest,
+    parse_body,
+)
 from lmforge.inference.batching import BatchWorker
 from lmforge.inference.decoding import SamplingParams
 from lmforge.inference.engine import ChatEngine
@@ -30,6 +36,8 @@ from lmforge.inference.limits import ServerLimits
 from lmforge.utils.errors import LmforgeError
 
 logger = logging.getLogger(__name__)
+
+RequestT = TypeVar("RequestT", bound=SamplingRequest)
 
 #: routes reachable without the API key; a test asserts this stays minimal (QUALITY D7)
 PUBLIC_PATHS = frozenset({"/health"})
@@ -183,12 +191,17 @@ class _Api:
                 type="not_found_error",
             )
 
-    def check_model(self, req: Any) -> Any:
+    def check_model(self, req: RequestT) -> RequestT:
         self.check_model_id(req.model)
         return req
 
     async def generate(
-        self, request: Request, req: Any, prompts: list[list[int]], requested: int | None, shape: gen.ReplyShape
+        self,
+        request: Request,
+        req: SamplingRequest,
+        prompts: list[list[int]],
+        requested: int | None,
+        shape: gen.ReplyShape,
     ) -> Response:
         """Queue one row per (prompt, choice) and answer with the whole reply or a stream."""
         rows, params = [], []
@@ -210,7 +223,7 @@ class _Api:
             )
         return JSONResponse(await _until_done_or_gone(request, job, shape, self.model_name))
 
-    def sampling(self, req: Any, prompt_len: int, requested: int | None) -> list[SamplingParams]:
+    def sampling(self, req: SamplingRequest, prompt_len: int, requested: int | None) -> list[SamplingParams]:
         """Per-choice settings after the limit checks (n, stop, max_tokens, context length)."""
         limits = self.limits
         if req.n > limits.max_n:
