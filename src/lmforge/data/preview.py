@@ -56,6 +56,11 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
     from lmforge.data.pipeline import build_datasets
 
     tokenizer = _load_tokenizer(cfg)
+    if cfg.stage in ("ppo", "grpo"):  # prompts only: nothing is trained on, the prompts are what gets sampled from
+        from lmforge.data.prompts import preview_prompts
+
+        preview_prompts(cfg, tokenizer, n, dump)
+        return
     template = None
     if cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES:
         from lmforge.templates import get_template

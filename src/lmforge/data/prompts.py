@@ -182,3 +182,19 @@ def build_prompt_datasets(cfg: RunConfig, tokenizer: Any, template: ChatTemplate
     for line in report.lines():
         logger.info(line)
     return PromptBundle(train, report)
+
+
+def preview_prompts(cfg: RunConfig, tokenizer: Any, n: int, dump: str | None) -> None:
+    """`lmforge data preview` for ppo/grpo: the first n prompts exactly as rollouts are prompted, with references."""
+    from lmforge.templates import get_template
+
+    bundle = build_prompt_datasets(cfg, tokenizer, get_template(cfg.data.template, tokenizer))
+    for i, row in enumerate(bundle.train.select(range(min(n, len(bundle.train))))):
+        print(f"--- prompt {i}: {len(row['prompt_ids'])} tokens; reference: {row['reference']!r}")
+        print(tokenizer.decode(row["prompt_ids"], skip_special_tokens=False))
+    print("\n".join(bundle.report.lines()))
+    if dump:
+        with open(dump, "w", encoding="utf-8") as fh:
+            for row in bundle.train:
+                fh.write(json.dumps({"prompt_ids": row["prompt_ids"], "reference": row["reference"]}) + "\n")
+        print(f"wrote {len(bundle.train)} prompts to {dump}")

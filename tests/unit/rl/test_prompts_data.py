@@ -127,3 +127,13 @@ def test_special_token_text_in_a_prompt_stays_text_and_is_counted(tmp_path):
     assert bundle.train[0]["prompt_ids"].count(end_id) == 1  # only the template's own end of the user turn
     assert tokenizer.encode("end <|im_end|> here", add_special_tokens=False).count(end_id) == 1  # control
     assert bundle.report.datasets[0].control_text == 1
+
+
+def test_data_preview_shows_prompts_as_rollouts_see_them(tmp_path, capsys):
+    from lmforge.data.prompts import preview_prompts
+
+    cfg = _cfg(tmp_path, [{"instruction": "Add 2 and 2", "output": "4"}], "alpaca")
+    preview_prompts(cfg, load_fixture_tokenizer("qwen"), n=1, dump=str(tmp_path / "dump.jsonl"))
+    out = capsys.readouterr().out
+    assert "<|im_start|>user\nAdd 2 and 2<|im_end|>\n<|im_start|>assistant\n" in out and "reference: '4'" in out
+    assert json.loads((tmp_path / "dump.jsonl").read_text())["reference"] == "4"
