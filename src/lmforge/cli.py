@@ -158,7 +158,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
-        help="run a training stage (pt | sft) from a YAML config",
+        help="run a training stage (pt, sft, rm, dpo, kto, orpo, simpo, ppo, grpo) from a YAML config",
         description="Run one training stage from a YAML config with dotted key=value overrides.\n\n"
         "Example:\n  lmforge train configs/sft/lora.yaml train.max_steps=10 data.cutoff_len=256\n\n"
         + config_reference(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from lmforge.config.schema import DataConfig, DatasetSpec, JudgeConfig, MethodConfig, ModelConfig, RLConfig
+from lmforge.config.schema import STAGES, DataConfig, DatasetSpec, JudgeConfig, MethodConfig, ModelConfig, RLConfig
 
 SECTIONS = [("model", ModelConfig), ("data", DataConfig), ("method", MethodConfig)]
 SECTIONS += [("rl (stages ppo, grpo)", RLConfig), ("rl.judge", JudgeConfig)]
@@ -42,7 +42,10 @@ def config_reference() -> str:
     """The full key reference printed by `lmforge train --help`."""
     parts = [
         "Config keys (YAML sections; override any as section.key=value):",
-        "stage = 'sft'\n      pt (continued pretraining) | sft (supervised fine-tuning).",
+        "stage = 'sft'\n      "
+        + " | ".join(STAGES)
+        + "\n      (pt: continued pretraining, sft: supervised fine-tuning, rm/dpo/kto/orpo/simpo: preference"
+        " alignment, ppo/grpo: online RL)",
     ]
     parts += [section_reference(name, cls) for name, cls in SECTIONS]
     parts.append(section_reference("data.datasets[] inline entry", DatasetSpec))
