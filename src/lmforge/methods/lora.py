@@ -68,7 +68,11 @@ def prepare_qlora(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) 
             "method.name: qlora needs a model loaded with quantisation; load it with "
             "load_model(model_cfg, tokenizer, method_cfg) (the stages do this)"
         )
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=model_cfg.gradient_checkpointing)
+    model = prepare_model_for_kbit_training(
+        model,
+        use_gradient_checkpointing=model_cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # as load_model enables it
+    )
     return prepare(model, method_cfg, model_cfg)
 
 
