@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from lmforge.train import run_training
 from lmforge.training.callbacks import read_log
+from lmforge.utils.errors import ConfigError
 from tests.integration.rl_runs import write_rl_config
 from tests.integration.runs import load
 
@@ -38,3 +39,30 @@ def test_reference_starts_equal_to_the_policy_and_the_run_trains(tmp_path, tiny_
         after = load_file(str(tmp_path / "out" / "model.safetensors"))
         changed = {name for name in before if not torch.equal(before[name], after[name])}
         assert changed and all(name.startswith("model.layers.1.") for name in changed)
+
+
+@pytest.mark.parametrize(
+    ("rl", "message"),
+    [
+        ({"reward_funcs": ["no_such_pkg.rewards:score"]}, r"rl\.reward_funcs\[0\]: cannot import module"),
+        ({"reward_funcs": ["tests.integration.rl_rewards:needs_two_args"]}, "parameter 'threshold'"),
+        (
+            {
+                "reward_funcs": [],
+                "judge": {"base_url": "http://127.0.0.1:9/v1", "model": "j", "api_key_env": "NOPE_X"},
+            },
+            "environment variable NOPE_X is not set",
+        ),
+    ],
+)
+def test_reward_problems_stop_the_run_before_the_model_loads(tmp_path, tiny_model_dir, monkeypatch, rl, message):
+    import lmforge.models.loading as loading
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the reward sources were checked")
+
+    monkeypatch.setattr(loading, "load_model", no_model)
+    monkeypatch.delenv("NOPE_X", raising=False)
+    config = write_rl_config(tmp_path, tiny_model_dir, "grpo", rl=rl)
+    with pytest.raises(ConfigError, match=message):
+        run_training(load(config), resume=False)
