@@ -183,6 +183,11 @@ def check_rl_sampling(cfg: RunConfig) -> None:
         raise ConfigError(f"rl.temperature must be > 0 for sampled rollouts, got {rl.temperature}")
     if cfg.data.val_size or cfg.data.eval_datasets:
         raise ConfigError(f"stage {cfg.stage} has no evaluation split; unset data.val_size and data.eval_datasets")
+    if cfg.train.get("deepspeed"):
+        raise ConfigError(
+            f"train.deepspeed is not supported with stage {cfg.stage}: rollouts are sampled with the unwrapped model, "
+            "which sharded (ZeRO-3) weights do not allow; use DDP (torchrun) instead"
+        )
 
 
 RULES: list[Callable[[RunConfig], None]] = [

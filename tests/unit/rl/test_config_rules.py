@@ -41,3 +41,8 @@ def test_evaluation_split_is_refused_for_rl_stages():
 def test_judge_keys_are_strict_with_a_hint():
     with pytest.raises(ConfigError, match=r"rl\.judge\.max_retry.*did you mean \"max_retries\""):
         load_config(None, [*BASE, "stage=grpo", "rl.judge={base_url: http://x/v1, model: j, max_retry: 3}"])
+
+
+def test_deepspeed_is_refused_for_rl_stages():
+    with pytest.raises(ConfigError, match=r"train\.deepspeed is not supported with stage ppo"):
+        load_config(None, [*BASE, "stage=ppo", REWARD, "train.deepspeed=configs/deepspeed/ds_z2.json"])
