@@ -95,14 +95,13 @@ def body(i: int, max_tokens: int, stream: bool) -> dict[str, Any]:
     }
 
 
-async def one_request(client: httpx.AsyncClient, url: str, i: int, max_tokens: int) -> tuple[float, float, int]:
-    """(latency, time to first token, completion tokens); raises on any error."""
+async def one_request(client: httpx.AsyncClient, url: str, i: int, max_tokens: int) -> tuple[float, float | None, int]:
+    """(latency, time to first token (streams only), completion tokens); raises on any error."""
     start, stream = time.perf_counter(), i % 2 == 0
     if not stream:
         response = await client.post(url, json=body(i, max_tokens, False))
         response.raise_for_status()
-        latency = time.perf_counter() - start
-        return latency, latency, response.json()["usage"]["completion_tokens"]
+        return time.perf_counter() - start, None, response.json()["usage"]["completion_tokens"]
     first, tokens, done = None, 0, False
     async with client.stream("POST", url, json=body(i, max_tokens, True)) as response:
         response.raise_for_status()
@@ -111,7 +110,8 @@ async def one_request(client: httpx.AsyncClient, url: str, i: int, max_tokens: i
                 done = True
             elif line.startswith("data: "):
                 chunk = json.loads(line[6:])
-                first = first or (time.perf_counter() if chunk["choices"] else None)
+                content = chunk["choices"] and chunk["choices"][0]["delta"].get("content")
+                first = first or (time.perf_counter() if content else None)  # not the role-only first chunk
                 tokens = chunk["usage"]["completion_tokens"] if chunk.get("usage") else tokens
     if not done:
         raise RuntimeError("stream ended without [DONE]")
@@ -122,7 +122,7 @@ async def one_request(client: httpx.AsyncClient, url: str, i: int, max_tokens: i
 async def run_level(port: int, clients: int, requests: int, max_tokens: int) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     todo = list(range(requests))
-    results: list[tuple[float, float, int]] = []
+    results: list[tuple[float, float | None, int]] = []
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(timeout=300, headers={"Authorization": f"Bearer {KEY}"}, limits=limits) as client:
 
@@ -133,7 +133,7 @@ async def run_level(port: int, clients: int, requests: int, max_tokens: int) -> 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - start
-    latencies, ttfts = [r[0] for r in results], [r[1] for r in results]
+    latencies, ttfts = [r[0] for r in results], [r[1] for r in results if r[1] is not None]
     q = lambda values, p: statistics.quantiles(values, n=100, method="inclusive")[p - 1]  # noqa: E731
     return {
         "clients": clients,
