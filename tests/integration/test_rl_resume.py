@@ -1,4 +1,4 @@
-"""A PPO run SIGKILLed after step 5 and resumed from its sealed checkpoint-4 equals the uninterrupted run: the
+"""RL runs resume after SIGKILL like the uninterrupted run (QUALITY B1). PPO: killed after step 5 and resumed from its sealed checkpoint-4 equals the uninterrupted run: the
 policy adapter, the value head, the adaptive KL coefficient (rl_state.json) and every logged loss (QUALITY B1).
 
 Rollouts are reused for 2 steps (rl.ppo_epochs) and checkpoints fall on rollout boundaries, so the resumed run
@@ -59,3 +59,25 @@ def test_ppo_resumes_after_sigkill_like_the_uninterrupted_run(tmp_path, tiny_mod
     assert max_weight_diff(*heads) <= 1e-6
     state = json.loads((checkpoint / "rl_state.json").read_text())
     assert state["kl_coef"] == pytest.approx(ref_log[5]["kl_coef"], abs=1e-9)  # saved after rollout 2's update
+
+
+def test_grpo_resumes_after_sigkill_like_the_uninterrupted_run(tmp_path, tiny_model_dir):
+    """On-policy GRPO (lora, KL to the adapter-disabled reference): killed after step 3, resumed from checkpoint-2."""
+    rl = {"num_generations": 4, "beta": 0.04}
+    train = {"max_steps": 4, "save_strategy": "steps", "save_steps": 2, "learning_rate": 1e-2}
+
+    def config(folder: Path) -> Path:
+        return write_rl_config(
+            folder, tiny_model_dir, "grpo", method={"name": "lora", "lora_rank": 4}, rl=rl, train=train
+        )
+
+    assert cli(config(tmp_path / "ref")).returncode == 0
+    run = config(tmp_path / "run")
+    assert cli(run, fault="kill_after_step=3").returncode == -signal.SIGKILL
+    resumed = cli(run, "--resume")
+    assert resumed.returncode == 0 and "checkpoint-2" in resumed.stderr, resumed.stderr[-3000:]
+    ref_log, got_log = step_log(tmp_path / "ref" / "out"), step_log(tmp_path / "run" / "out")
+    for step in (3, 4):
+        for key in ("loss", "reward", "kl"):
+            assert got_log[step][key] == pytest.approx(ref_log[step][key], abs=1e-6), f"step {step} {key}"
+    assert max_weight_diff(final_weights(tmp_path / "run" / "out"), final_weights(tmp_path / "ref" / "out")) <= 1e-6
