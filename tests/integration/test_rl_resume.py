@@ -1,8 +1,7 @@
-"""RL runs resume after SIGKILL like the uninterrupted run (QUALITY B1). PPO: killed after step 5 and resumed from its sealed checkpoint-4 equals the uninterrupted run: the
-policy adapter, the value head, the adaptive KL coefficient (rl_state.json) and every logged loss (QUALITY B1).
-
-Rollouts are reused for 2 steps (rl.ppo_epochs) and checkpoints fall on rollout boundaries, so the resumed run
-samples its next rollout from the restored RNG state exactly where the uninterrupted one did."""
+"""RL runs SIGKILLed mid-run and resumed from their last sealed checkpoint equal the uninterrupted run (QUALITY
+B1). PPO: policy adapter, value head, adaptive KL coefficient (rl_state.json) and every logged loss. Its rollouts
+are reused for 2 steps (rl.ppo_epochs) and checkpoints fall on rollout boundaries, so the resumed run samples its
+next rollout from the restored RNG state exactly where the uninterrupted one did."""
 
 from __future__ import annotations
 
