@@ -56,8 +56,9 @@ class BearerAuth:
         given = [v for k, v in scope.get("headers", []) if k.lower() == b"authorization"]
         if len(given) == 1 and hmac.compare_digest(given[0], self._expected):
             return await self.app(scope, receive, send)
-        if scope["type"] != "http":
-            return None  # websocket (no such routes): not accepted
+        if scope["type"] == "websocket":  # there are no websocket routes; refuse without a handshake either way
+            await send({"type": "websocket.close", "code": 1008})
+            return None
         error = ApiError(401, "missing or invalid API key (send 'Authorization: Bearer KEY')", code="invalid_api_key")
         response = JSONResponse(error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
