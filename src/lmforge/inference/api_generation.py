@@ -63,7 +63,10 @@ class Job:
 
     def _deliverer(self, index: int) -> Any:
         def deliver(event: Event) -> None:  # runs in the worker thread
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+            try:
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+            except RuntimeError:  # the event loop has closed (shutdown): nobody listens; must not kill the worker
+                self.rows[index].cancelled = True
 
         return deliver
 
