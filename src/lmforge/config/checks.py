@@ -132,16 +132,17 @@ def check_prompt_methods_padded(cfg: RunConfig) -> None:
 
 
 # train.optim names that need a package transformers does not bring
-OPTIMIZER_PACKAGES = {"galore": ("galore_torch", "galore-torch"), "apollo": ("apollo_torch", "apollo-torch")}
+OPTIMIZER_PACKAGES = {
+    "galore": ("galore_torch", "galore-torch", "pip install 'lmforge[galore]'"),
+    "apollo": ("apollo_torch", "apollo-torch", "pip install apollo-torch"),
+}
 
 
 def check_optimizer_installed(cfg: RunConfig) -> None:
     optim = str(cfg.train.get("optim", ""))
-    for prefix, (module, package) in OPTIMIZER_PACKAGES.items():
+    for prefix, (module, package, install) in OPTIMIZER_PACKAGES.items():
         if optim.startswith(prefix) and importlib.util.find_spec(module) is None:
-            raise ConfigError(
-                f"train.optim: {optim} needs the {package} package, which is not installed (pip install {package})"
-            )
+            raise ConfigError(f"train.optim: {optim} needs the {package} package, which is not installed ({install})")
         if optim.startswith(prefix) and not cfg.train.get("optim_target_modules"):
             raise ConfigError(
                 f"train.optim: {optim} needs train.optim_target_modules (which weights get low-rank gradient "
