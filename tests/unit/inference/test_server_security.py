@@ -175,7 +175,7 @@ class _SlowTemplate:
 
 def test_slow_prompt_rendering_is_cut_off_and_health_stays_responsive(engine: ChatEngine) -> None:
     """D5: rendering is bounded (1 s) and the event loop keeps answering /health in under 100 ms meanwhile."""
-    slow = ChatEngine(engine.model, engine.tokenizer, _SlowTemplate(engine.template, seconds=2.5))
+    slow = ChatEngine(engine.model, engine.tokenizer, _SlowTemplate(engine.template, seconds=1.8))
     with running_server(create_app(slow, model_name=MODEL, prompt_timeout_s=1.0)) as url:
         result: dict[str, Any] = {}
 
@@ -197,7 +197,7 @@ def test_slow_prompt_rendering_is_cut_off_and_health_stays_responsive(engine: Ch
         thread.join(30)
     assert max(health_times) < 0.1, health_times
     assert result["response"].status_code == 400 and result["response"].json()["error"]["code"] == "prompt_timeout"
-    assert result["seconds"] < 2.0
+    assert result["seconds"] < 1.6  # answered at the 1 s limit, not when the render ended
 
 
 def _post(url: str, content: bytes) -> httpx.Response:
