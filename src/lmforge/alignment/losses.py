@@ -69,10 +69,12 @@ def orpo_loss(
     """(losses, log odds ratios, log sigmoid of them): NLL of the chosen minus lambda x log-sigmoid odds ratio.
 
     `chosen_nll` is the scalar token-mean NLL of the chosen responses; log(1 - p) is computed as
-    log(-expm1(log p)) for precision when p is near 1.
+    log(-expm1(log p)) for precision when p is near 1, with log p capped just below 0 (a memorised response
+    with p == 1 in fp32 would otherwise give log 0 = -inf and NaN gradients).
     """
+    capped_chosen, capped_rejected = chosen_mean.clamp(max=-1e-6), rejected_mean.clamp(max=-1e-6)
     log_odds = (chosen_mean - rejected_mean) - (
-        torch.log(-torch.expm1(chosen_mean)) - torch.log(-torch.expm1(rejected_mean))
+        torch.log(-torch.expm1(capped_chosen)) - torch.log(-torch.expm1(capped_rejected))
     )
     ratio = F.logsigmoid(log_odds)
     return chosen_nll - lam * ratio, log_odds.detach(), ratio.detach()

@@ -87,3 +87,10 @@ def test_reward_loss_is_minus_logsigmoid_of_the_margin_and_swap_negates_it():
     assert losses.reward_pair_loss(rc, rr).tolist() == pytest.approx([-logsig(1.0), -logsig(-0.7)], abs=1e-6)
     swapped = losses.reward_pair_loss(rr, rc)
     assert swapped.tolist() == pytest.approx([-logsig(-1.0), -logsig(0.7)], abs=1e-6)
+
+
+def test_orpo_stays_finite_when_a_response_is_certain():
+    chosen_mean = torch.tensor([0.0], requires_grad=True)
+    out, _, _ = losses.orpo_loss(chosen_mean, torch.tensor([-1.0]), torch.tensor(0.0), lam=0.1)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(chosen_mean.grad).all()
