@@ -258,3 +258,13 @@ def test_api_key_file_keeps_the_key_off_the_command_line(tmp_path: Path) -> None
     key_file.write_text("\n")
     with pytest.raises(LmforgeError, match="first line is empty"):
         cli._read_api_key(args)
+
+
+def test_building_the_cli_with_serve_loads_no_heavy_modules() -> None:
+    """`lmforge --help` stays instant: serve's limit flags come from a module importing neither torch nor fastapi."""
+    code = (
+        "import sys, lmforge.cli; lmforge.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'fastapi', 'uvicorn', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
