@@ -68,9 +68,8 @@ def test_qlora_export_merges_onto_dequantized_weights(tmp_path: Path, tiny_model
     assert json.loads((tmp_path / "dequantized" / "lmforge_export.json").read_text())["merge_base"] == (
         "dequantized nf4 double-quant"
     )
-    # Measured: 3.5e-4 vs 3.0e-2. The dequantised weights are exact (test_method_options.py); what is left is the CPU
-    # 4-bit kernel rounding its activations. Onto W the adapter's correction misses the quantisation error.
-    assert diffs["dequantized"] <= 2e-3
+    # Onto W the adapter's correction misses the quantisation error; onto dequant(W4) the export is exact.
+    assert diffs["dequantized"] <= 1e-4
     assert diffs["original"] > 10 * diffs["dequantized"]  # no worse than W16: far better (unsloth-zoo#810)
 
 

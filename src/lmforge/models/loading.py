@@ -82,6 +82,10 @@ def load_model(model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig 
         use_safetensors=True,
         **({"quantization_config": quantization} if quantization is not None else {}),
     )
+    if quantization is not None:
+        from lmforge.models.quantization import keep_cpu_weights_unpacked
+
+        keep_cpu_weights_unpacked(model)
     if model_cfg.attn_implementation == "sdpa" and supports_packed_sdpa(model.config):
         # Same maths as stock SDPA, but packed/padding-free rows attend per sample (see models/attention.py).
         model.set_attn_implementation(register_packed_sdpa())

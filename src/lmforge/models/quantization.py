@@ -58,11 +58,25 @@ def quantization_config(method_cfg: MethodConfig | None, model_cfg: ModelConfig)
     )
 
 
+def keep_cpu_weights_unpacked(model: Any) -> int:
+    """Stop bitsandbytes (0.50) from repacking 4-bit weights for its AVX512-BF16 CPU kernel on the first eval
+    forward: the repacking reshapes by in_features // 64 and fails for widths that are not a multiple of the
+    64-value block (e.g. an MLP of 1376), it rewrites the stored weights in place (so dequantising afterwards
+    reads a different layout), and the kernel rounds activations to bf16. Training never uses that path, so eval
+    and export then see exactly the weights training saw. Drop this when bitsandbytes packs only valid shapes."""
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
 def dequantized_weights(quantized_model: Any) -> dict[str, torch.Tensor]:
     """name -> fp32 weight of every bitsandbytes linear layer, exactly as the quantised model computes with it.
 
     This is dequant(W4) (or dequant(W8)): the base the adapter was trained against (QUALITY C11). Call it before
-    the model's first forward: bitsandbytes' CPU backend may repack 4-bit weights for its kernel on first use."""
+    the model's first eval forward, or after `keep_cpu_weights_unpacked` (load_model calls it)."""
     import bitsandbytes as bnb
     from peft.utils.integrations import dequantize_module_weight
 

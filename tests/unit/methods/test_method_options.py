@@ -240,3 +240,24 @@ def test_dequantized_weights_are_the_quantised_values_in_fp32(tiny_model_dir: Pa
         assert error.max() > 0  # negative control: quantisation did change the values
         assert error.max() <= 0.2 * original[name].abs().max()  # nf4: 16 levels per block of 64
         assert len(torch.unique(weight.reshape(-1, 64)[0])) <= 16  # one block holds at most 16 distinct values
+
+
+def test_qlora_eval_forward_works_for_widths_off_the_block_size(tmp_path: Path) -> None:
+    """bitsandbytes' CPU eval path would repack the weights and fail for in_features % 64 != 0 (MLP of 96 here);
+    load_model keeps them unpacked, so eval runs and dequantising afterwards still reads the trained weights."""
+    from lmforge.models.init import build_model
+    from lmforge.models.loading import load_model, load_tokenizer
+    from tests.fixtures.tokenizers import load_fixture_tokenizer
+
+    torch.use_deterministic_algorithms(False)
+    tokenizer = load_fixture_tokenizer("qwen")
+    dims = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 96}
+    build_model("llama", tokenizer, 0, **dims).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    cfg = ModelConfig(name_or_path=str(tmp_path), dtype="float32")
+    model = load_model(cfg, load_tokenizer(cfg), MethodConfig(name="qlora")).eval()
+    before = quantization.dequantized_weights(model)
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 400, (1, 6)))
+    after = quantization.dequantized_weights(model)
+    assert all(torch.equal(before[n], after[n]) for n in before)
