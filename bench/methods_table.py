@@ -7,8 +7,9 @@ The workload is bench/configs/sft_lora.yaml (alpaca_en_demo, chatml, cutoff 512,
 gradient checkpointing off), with 50 examples held out for the final eval loss; each method changes only the
 `method:` keys (and, for the prompt methods, padded batches, which they need) plus the learning rate its method
 usually wants (column lr). Each run is its own `lmforge train` process: peak RSS is that process's ru_maxrss,
-tokens/s = tokens seen / train_runtime from trainer_state.json. The machine is shared, so absolute speeds vary;
-the load average at the start of each run is recorded next to it.
+tokens/s = tokens seen / train_runtime from trainer_state.json, process CPU s = user + system time of the whole
+process (less sensitive to other jobs than tokens/s). The machine is shared, so absolute speeds vary; the load
+average at the start of each run is recorded next to it.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def run_one(name: str, lr: float, overrides: list[str], model: str, out: Path, s
     row = {"method": name, "lr": lr, "load_avg": round(load, 2), "wall_s": round(time.time() - start, 1)}
     if proc.returncode != 0:
         return {**row, "error": output.strip().splitlines()[-1][:300] if output.strip() else "failed"}
-    return {**row, **_read_run(out, output), "peak_rss_mib": _peak_rss_mib(usage)}
+    cpu_s = round(usage.ru_utime + usage.ru_stime, 1)  # the whole process: load, data, train, eval, save
+    return {**row, **_read_run(out, output), "peak_rss_mib": _peak_rss_mib(usage), "process_cpu_s": cpu_s}
 
 
 def _peak_rss_mib(usage: os.struct_rusage) -> float:  # type: ignore[name-defined]
@@ -103,17 +105,18 @@ def _read_run(out: Path, output: str) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| method | lr | trainable params | trainable % | peak RSS (MiB) | tokens/s | eval loss | load avg |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| method | lr | trainable params | trainable % | peak RSS (MiB) | tokens/s | process CPU s | eval loss "
+        "| load avg |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['method']} | {r['lr']:g} | failed: {r['error']} | | | | | {r['load_avg']} |")
+            lines.append(f"| {r['method']} | {r['lr']:g} | failed: {r['error']} | | | | | | {r['load_avg']} |")
             continue
         share = 100 * r["trainable"] / r["total"] if r.get("total") else float("nan")
         lines.append(
             f"| {r['method']} | {r['lr']:g} | {r['trainable']:,} | {share:.3f} | {r['peak_rss_mib']:,} | "
-            f"{r['tokens_per_s']:,} | {r['eval_loss']:.4f} | {r['load_avg']} |"
+            f"{r['tokens_per_s']:,} | {r['process_cpu_s']} | {r['eval_loss']:.4f} | {r['load_avg']} |"
         )
     return "\n".join(lines) + "\n"
 
