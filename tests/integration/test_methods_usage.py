@@ -4,6 +4,7 @@ cache), QLoRA exports onto dequant(W4) vs W (QUALITY C11), AdaLoRA's rank alloca
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,33 @@ def test_galore_optimizer_trains(tmp_path: Path, tiny_model_dir: Path) -> None:
     run_training(load(config, "train.optim_args=rank=4"))
     losses = [r["loss"] for r in step_log(tmp_path / "out").values()]
     assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2]) - 0.5
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"name": "qlora", "lora_rank": 4},
+        {"name": "ia3"},
+        {"name": "prefix_tuning", "prompt_virtual_tokens": 4},
+    ],
+    ids=lambda m: m["name"],
+)
+def test_pt_stage_trains_with_the_method(method: dict, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Continued pretraining on text blocks (prompt methods on padded blocks) with eval, saving an adapter."""
+    from lmforge.train import run_training
+    from tests.integration.runs import REPO, load, step_log, write_config
+
+    torch.use_deterministic_algorithms(False)  # bitsandbytes' CPU kernels
+    padded = {"padding_free": False} if method["name"] == "prefix_tuning" else {}
+    config = write_config(
+        tmp_path,
+        tiny_model_dir,
+        REPO / "examples/data/wiki_demo.txt",
+        stage="pt",
+        data={"cutoff_len": 32, "max_samples": 4, "val_size": 2, **padded},
+        method=method,
+        train={"max_steps": 4, "learning_rate": 5e-2, "per_device_eval_batch_size": 2},
+    )
+    metrics = run_training(load(config))
+    assert math.isfinite(metrics["eval_loss"]) and len(step_log(tmp_path / "out")) == 4
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
