@@ -60,11 +60,20 @@ def load_reward_backbone(model_cfg: ModelConfig, tokenizer: Any) -> Any:
 
 
 def sequence_scores(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One fp32 score per sample of a padding-free batch: the score head applied at each sample's last token."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(base, base.base_model_prefix)
-    hidden = backbone(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
-    return base.score(hidden.last_hidden_state[0, batch["last_positions"]]).squeeze(-1).float()
+    """One fp32 score per sample of a padding-free batch: the score head's output at each sample's last token.
+
+    The forward goes through `model` itself (so DDP and PEFT wrappers see it); the head's per-position output is
+    captured with a hook, since the model's own pooling looks for pad tokens, which a packed row has none of.
+    """
+    inner = getattr(model, "module", model)  # DDP / accelerate wrappers
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    captured: list[torch.Tensor] = []
+    handle = base.score.register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
+    finally:
+        handle.remove()
+    return captured[0][0, batch["last_positions"], 0].float()
 
 
 def write_reward_info(folder: str | Path, template_name: str) -> None:
