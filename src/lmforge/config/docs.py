@@ -5,10 +5,20 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from lmforge.config.schema import STAGES, DataConfig, DatasetSpec, JudgeConfig, MethodConfig, ModelConfig, RLConfig
+from lmforge.config.schema import (
+    STAGES,
+    DataConfig,
+    DatasetSpec,
+    JudgeConfig,
+    MethodConfig,
+    ModelConfig,
+    PreferenceConfig,
+    RLConfig,
+)
 
 SECTIONS = [("model", ModelConfig), ("data", DataConfig), ("method", MethodConfig)]
 SECTIONS += [("rl (stages ppo, grpo)", RLConfig), ("rl.judge", JudgeConfig)]
+SECTIONS += [("pref (stages rm, dpo, kto, orpo, simpo)", PreferenceConfig)]
 
 TRAIN_NOTE = """\
 train:  (transformers TrainingArguments, passed through unchanged; unknown keys are rejected)
