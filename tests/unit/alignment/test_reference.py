@@ -14,7 +14,7 @@ from lmforge.alignment.batches import collate_pairs, sequence_logps
 from lmforge.alignment.reference import precompute_reference_logps
 from lmforge.train import run_training
 from lmforge.training.callbacks import read_log
-from tests.unit.alignment.helpers import load_run, rule_pairs, write_run
+from tests.unit.alignment.helpers import kto_rows, load_run, rule_pairs, write_run
 
 
 def first_step(output_dir) -> dict:
@@ -137,3 +137,17 @@ def test_starting_from_an_sft_adapter_makes_that_adapter_the_reference(tmp_path,
 
     with safe_open(str(tmp_path / "dpo" / "out" / "adapter_model.safetensors"), "pt") as weights:
         assert not any("reference" in key for key in weights.keys())  # noqa: SIM118
+
+
+@pytest.mark.parametrize("stage", ["dpo", "kto"])
+def test_precomputed_and_online_references_train_the_same_run(tmp_path, tiny_model_dir, stage):
+    pairs = rule_pairs(12, seed=8)
+    rows = kto_rows(pairs) if stage == "kto" else pairs
+    losses = {}
+    for precompute in (False, True):
+        folder = tmp_path / str(precompute)
+        config = write_run(folder, tiny_model_dir, stage, "full", rows,
+                           pref={"precompute_ref_log_probs": precompute}, train={"max_steps": 3})  # fmt: skip
+        run_training(load_run(config))
+        losses[precompute] = [r["loss"] for r in read_log(folder / "out") if "loss" in r]
+    assert losses[True] == pytest.approx(losses[False], abs=1e-6) and len(losses[True]) == 3
