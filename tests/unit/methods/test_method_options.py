@@ -261,3 +261,16 @@ def test_qlora_eval_forward_works_for_widths_off_the_block_size(tmp_path: Path) 
         model(input_ids=torch.randint(0, 400, (1, 6)))
     after = quantization.dequantized_weights(model)
     assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("lora_use_droa", "lora_use_dora"),
+        ("quant_bit", "quant_bits"),
+        ("prompt_virtual_token", "prompt_virtual_tokens"),
+    ],
+)
+def test_misspelt_method_keys_get_a_did_you_mean(key: str, hint: str) -> None:
+    with pytest.raises(ConfigError, match=f"unknown config key 'method.{key}' \\(did you mean \"{hint}\"\\?\\)"):
+        make({"name": "lora", key: 1})

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from lmforge.cli import main
+from lmforge.export.merge import export_merged
 from lmforge.models.adapters import attach_adapter, load_base_model
 from lmforge.models.vocab import extend_tokenizer
 from lmforge.utils.errors import ConfigError
@@ -104,3 +105,7 @@ def test_training_with_the_extended_tokenizer_learns_the_new_rows(extended, tiny
     batch = fixed_batch(504)
     batch["input_ids"][0, :3] = torch.tensor(rows[:3])  # new pieces in the input
     assert torch.allclose(logits(reloaded, batch), logits(run.model, batch), atol=1e-6, rtol=0)
+    meta = export_merged(str(tiny_model_dir), str(run.output_dir), str(tmp_path / "merged"))
+    merged = load_base_model(str(tmp_path / "merged"), torch.float32)
+    assert torch.equal(merged.get_input_embeddings().weight[rows], embed[rows].detach())  # trained rows exported
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "merged")) == 504 and meta["merge_base"] == "original"
