@@ -3,6 +3,7 @@ or continued training of an existing adapter."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ def save_for_original_base(model: Any, output_dir: str) -> bool:
     if folder is None:
         return False
     model.save_pretrained(output_dir, path_initial_model_for_weight_conversion=folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    delattr(model, INITIAL_ADAPTER_ATTR)
     logger.info("saved the adapter converted for the original base weights (rank 2r; PiSSA/OLoRA residual undone)")
     return True
 
