@@ -38,8 +38,10 @@ def stage_rows(stage: str, pairs: list[dict]) -> list[dict]:
     return kto_rows(pairs) if stage == "kto" else pairs
 
 
-@pytest.mark.parametrize("method", ["full", "freeze", "lora"])
-@pytest.mark.parametrize("stage", STAGES)
+MATRIX = [(stage, method) for stage in STAGES for method in ("full", "freeze", "lora")]
+
+
+@pytest.mark.parametrize(("stage", "method"), [*MATRIX, ("dpo", "qlora"), ("rm", "qlora")])
 def test_every_stage_trains_with_every_method(tmp_path, tiny_model_dir, stage, method):
     config = write_run(tmp_path, tiny_model_dir, stage, method, stage_rows(stage, rule_pairs(8, seed=1)),
                        train={"max_steps": 2})  # fmt: skip
@@ -48,7 +50,8 @@ def test_every_stage_trains_with_every_method(tmp_path, tiny_model_dir, stage, m
     assert [r["step"] for r in log] == [1, 2] and all(math.isfinite(r["loss"]) for r in log)
     assert metrics["num_input_tokens_seen"] > 0
     out = tmp_path / "out"
-    weights = load_file(str(out / ("adapter_model.safetensors" if method == "lora" else "model.safetensors")))
+    adapter = method in ("lora", "qlora")
+    weights = load_file(str(out / ("adapter_model.safetensors" if adapter else "model.safetensors")))
     assert weights and (out / "tokenizer_config.json").is_file()
     if stage == "rm":
         assert any("score" in key for key in weights)

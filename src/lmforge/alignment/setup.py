@@ -37,7 +37,7 @@ def load_policy(cfg: RunConfig, tokenizer: Any, needs_reference: bool) -> tuple[
     from lmforge.methods import prepare_model
     from lmforge.models.loading import load_model
 
-    model = load_model(cfg.model, tokenizer)
+    model = load_model(cfg.model, tokenizer, cfg.method)  # qlora: base weights quantised while loading
     frozen = None
     if needs_reference and cfg.method.name in ("full", "freeze"):
         if cfg.pref.reference_model:

@@ -33,7 +33,7 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     )
 
     tokenizer, _, data = setup.load_preference_data(cfg)
-    model = load_reward_backbone(cfg.model, tokenizer)
+    model = load_reward_backbone(cfg.model, tokenizer, cfg.method)
     with sequence_classification_adapters():
         model = as_sequence_classifier(prepare_model(model, reward_method(cfg.method), cfg.model))
     objective = setup.make_objective(cfg, None)
