@@ -11,6 +11,7 @@ from typing import Any
 
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.methods.lora import _check_modules_to_save, lora_alpha, lora_targets
+from lmforge.methods.registry import peft_task_type
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -25,7 +26,7 @@ ADALORA_PLACEHOLDER_STEPS = 1000  # PEFT refuses total_step None; the real count
 def _shared(model: Any, method_cfg: MethodConfig) -> dict[str, Any]:
     _check_modules_to_save(model, method_cfg.modules_to_save)
     return {
-        "task_type": "CAUSAL_LM",
+        "task_type": peft_task_type(model),
         "target_modules": lora_targets(model, method_cfg.lora_target),
         "modules_to_save": list(method_cfg.modules_to_save) or None,
     }

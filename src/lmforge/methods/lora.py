@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lmforge.config.schema import MethodConfig, ModelConfig
+from lmforge.methods.registry import peft_task_type
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 
@@ -85,7 +86,7 @@ def lora_config(model: Any, method_cfg: MethodConfig) -> Any:
 
     _check_modules_to_save(model, method_cfg.modules_to_save)
     return LoraConfig(
-        task_type="CAUSAL_LM",
+        task_type=peft_task_type(model),
         r=method_cfg.lora_rank,
         lora_alpha=lora_alpha(method_cfg),
         lora_dropout=method_cfg.lora_dropout,

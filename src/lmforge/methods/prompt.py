@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from lmforge.config.schema import MethodConfig, ModelConfig
+from lmforge.methods.registry import peft_task_type
 
 
 def _common(model: Any, method_cfg: MethodConfig) -> dict[str, Any]:
-    return {"task_type": "CAUSAL_LM", "num_virtual_tokens": method_cfg.prompt_virtual_tokens}
+    return {"task_type": peft_task_type(model), "num_virtual_tokens": method_cfg.prompt_virtual_tokens}
 
 
 def prepare_prompt_tuning(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:

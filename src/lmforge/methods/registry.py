@@ -12,3 +12,9 @@ from lmforge.utils.registry import Registry
 MethodFn = Callable[[Any, MethodConfig, ModelConfig], Any]
 
 METHODS: Registry[MethodFn] = Registry("tuning method")
+
+
+def peft_task_type(model: Any) -> str:
+    """The PEFT task a model is wrapped for: a scalar-score model (stage rm) gets PEFT's sequence-classification
+    wrapper, which has no generation head to look for and keeps the new `score` head trainable and saved."""
+    return "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"

@@ -9,9 +9,7 @@ plus `reward_model.json` naming the chat template the scores assume.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,27 +144,9 @@ def load_reward_model(path: str, *, device: str | torch.device | None = None) ->
     return RewardModel(model, tokenizer, get_template(info["template"], tokenizer))
 
 
-@contextlib.contextmanager
-def sequence_classification_adapters() -> Iterator[None]:
-    """While open, PEFT wraps models as PeftModelForSequenceClassification even for configs saying CAUSAL_LM.
-
-    Why: every tuning method (methods/) builds its PEFT config with task_type CAUSAL_LM, whose wrapper needs a
-    generation head that a reward model has not; the sequence-classification wrapper also puts `score` in
-    modules_to_save. get_peft_model and PeftModel.from_pretrained both look the class up in this one mapping.
-    Can go once the methods take a task type.
-    """
-    from peft import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftModelForSequenceClassification
-
-    previous = MODEL_TYPE_TO_PEFT_MODEL_MAPPING["CAUSAL_LM"]
-    MODEL_TYPE_TO_PEFT_MODEL_MAPPING["CAUSAL_LM"] = PeftModelForSequenceClassification
-    try:
-        yield
-    finally:
-        MODEL_TYPE_TO_PEFT_MODEL_MAPPING["CAUSAL_LM"] = previous
-
-
 def as_sequence_classifier(model: Any) -> Any:
-    """Saved adapter configs say SEQ_CLS, so the folder loads with PEFT's sequence-classification classes."""
+    """Saved adapter configs say SEQ_CLS, so the folder loads with PEFT's sequence-classification classes (also
+    when training continued an SFT adapter, whose config says CAUSAL_LM)."""
     for config in getattr(model, "peft_config", {}).values():
         config.task_type = "SEQ_CLS"
     return model

@@ -25,17 +25,11 @@ def reward_method(method: MethodConfig) -> MethodConfig:
 def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     from lmforge.alignment import setup
     from lmforge.methods import prepare_model
-    from lmforge.models.reward import (
-        as_sequence_classifier,
-        load_reward_backbone,
-        sequence_classification_adapters,
-        write_reward_info,
-    )
+    from lmforge.models.reward import as_sequence_classifier, load_reward_backbone, write_reward_info
 
     tokenizer, _, data = setup.load_preference_data(cfg)
     model = load_reward_backbone(cfg.model, tokenizer, cfg.method)
-    with sequence_classification_adapters():
-        model = as_sequence_classifier(prepare_model(model, reward_method(cfg.method), cfg.model))
+    model = as_sequence_classifier(prepare_model(model, reward_method(cfg.method), cfg.model))
     objective = setup.make_objective(cfg, None)
 
     trainer = setup.build_preference_trainer(cfg, model, tokenizer, data, objective)
