@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from tests.fixtures.run_configs import write_run_yaml
 from tests.integration.runs import QA_PAIRS
 
 DIGITS = "tests.integration.rl_rewards:digit_fraction"
@@ -24,33 +24,14 @@ def write_prompts(path: Path) -> Path:
 def write_rl_config(folder: Path, model_dir: Path, stage: str, **sections: dict[str, Any]) -> Path:
     """A ppo/grpo run YAML in `folder` (output folder/out); `sections` update model/data/method/rl/train."""
     folder.mkdir(parents=True, exist_ok=True)
-    raw: dict[str, Any] = {
-        "stage": stage,
-        "model": {"name_or_path": str(model_dir), "dtype": "float32"},
-        "data": {
-            "datasets": [{"path": str(write_prompts(folder / "prompts.json")), "format": "alpaca"}],
-            "template": "chatml",
-            "cutoff_len": 128,
-        },
-        "method": {"name": "full"},
+    dataset = {"path": str(write_prompts(folder / "prompts.json")), "format": "alpaca"}
+    merged: dict[str, dict[str, Any]] = {
         "rl": {"reward_funcs": [DIGITS], "num_generations": 8, "max_new_tokens": 16, "beta": 0.0},
-        "train": {
-            "output_dir": str(folder / "out"),
-            "per_device_train_batch_size": 4,
-            "learning_rate": 3e-3,
-            "max_steps": 40,
-            "logging_steps": 1,
-            "save_strategy": "no",
-            "report_to": "none",
-            "seed": 7,
-            "disable_tqdm": True,
-        },
+        "train": {"learning_rate": 3e-3, "max_steps": 40},
     }
     for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return path
+        merged.setdefault(section, {}).update(values)
+    return write_run_yaml(folder, model_dir, stage, dataset, cutoff_len=128, default_method={"name": "full"}, **merged)
 
 
 def load_policy(folder: Path, base: Path) -> Any:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from lmforge.config import RunConfig, load_config
 from lmforge.training.callbacks import read_log
+from tests.fixtures.run_configs import write_run_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -50,33 +50,10 @@ def write_alpaca(path: Path, pairs: list[tuple[str, str]]) -> Path:
 
 def write_config(folder: Path, model_dir: Path, data_file: Path, stage: str = "sft", **sections: dict) -> Path:
     """A run YAML in `folder` (output in folder/out); `sections` update model/data/method/train."""
-    fmt = "text" if stage == "pt" else "alpaca"
-    raw: dict[str, Any] = {
-        "stage": stage,
-        "model": {"name_or_path": str(model_dir), "dtype": "float32"},
-        "data": {
-            "datasets": [{"path": str(data_file), "format": fmt}],
-            "template": "chatml",
-            "cutoff_len": 128,
-            "cache_dir": str(folder / "cache"),
-        },
-        "method": {"name": "lora", "lora_rank": 4},
-        "train": {
-            "output_dir": str(folder / "out"),
-            "per_device_train_batch_size": 4,
-            "learning_rate": 1e-3,
-            "logging_steps": 1,
-            "save_strategy": "no",
-            "report_to": "none",
-            "seed": 7,
-            "disable_tqdm": True,
-        },
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return path
+    dataset = {"path": str(data_file), "format": "text" if stage == "pt" else "alpaca"}
+    return write_run_yaml(
+        folder, model_dir, stage, dataset, cutoff_len=128, default_method={"name": "lora", "lora_rank": 4}, **sections
+    )
 
 
 def load(path: Path, *overrides: str) -> RunConfig:

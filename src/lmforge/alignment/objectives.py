@@ -62,6 +62,19 @@ class Objective(ABC):
     def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Metrics]:
         """(loss to minimise, detached scalar metrics) of one batch."""
 
+    def with_sft_mixing(
+        self, loss: torch.Tensor, metrics: Metrics, sums: torch.Tensor, counts: torch.Tensor
+    ) -> tuple[torch.Tensor, Metrics]:
+        """Add the log-prob metrics and, with pref.sft_weight, the SFT loss on the chosen responses (chosen rows
+        are the first half of a pair batch)."""
+        n = sums.shape[0] // 2
+        metrics = {**metrics, **logps_metrics(sums, n)}
+        if self.pref.sft_weight:
+            nll = token_mean_nll(sums[:n], counts[:n])
+            loss = loss + self.pref.sft_weight * nll
+            metrics["sft_loss"] = nll
+        return loss, metrics
+
 
 class DpoObjective(Objective):
     """DPO / IPO / hinge against a reference, plus optional SFT-loss mixing on the chosen responses."""
@@ -74,13 +87,7 @@ class DpoObjective(Objective):
         per_pair, chosen_r, rejected_r = losses.dpo_loss(
             sums[:n], sums[n:], ref[:n], ref[n:], pref.beta, pref.loss, pref.label_smoothing
         )
-        loss = per_pair.mean()
-        metrics = {**pair_metrics(chosen_r, rejected_r), **logps_metrics(sums, n)}
-        if pref.sft_weight:
-            nll = token_mean_nll(sums[:n], counts[:n])
-            loss = loss + pref.sft_weight * nll
-            metrics["sft_loss"] = nll
-        return loss, metrics
+        return self.with_sft_mixing(per_pair.mean(), pair_metrics(chosen_r, rejected_r), sums, counts)
 
 
 class SimpoObjective(Objective):
@@ -94,13 +101,7 @@ class SimpoObjective(Objective):
         per_pair, chosen_r, rejected_r = losses.simpo_loss(
             means[:n], means[n:], pref.beta, pref.simpo_gamma, pref.label_smoothing
         )
-        loss = per_pair.mean()
-        metrics = {**pair_metrics(chosen_r, rejected_r), **logps_metrics(sums, n)}
-        if pref.sft_weight:
-            nll = token_mean_nll(sums[:n], counts[:n])
-            loss = loss + pref.sft_weight * nll
-            metrics["sft_loss"] = nll
-        return loss, metrics
+        return self.with_sft_mixing(per_pair.mean(), pair_metrics(chosen_r, rejected_r), sums, counts)
 
 
 class OrpoObjective(Objective):

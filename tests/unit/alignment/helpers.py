@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from lmforge.alignment.batches import collate_pairs, sequence_logps
 from lmforge.config import RunConfig, load_config
 from lmforge.config.schema import DataConfig
 from lmforge.data.pairwise import encode_pairs
+from tests.fixtures.run_configs import write_run_yaml
 
 # The rule: preferred answers use only GOOD words, rejected ones only BAD words.
 GOOD = ["sun", "gold", "warm", "bright", "kind"]
@@ -51,32 +51,9 @@ def write_run(
     folder.mkdir(parents=True, exist_ok=True)
     data_file = folder / "data.json"
     data_file.write_text(json.dumps(rows), encoding="utf-8")
-    raw: dict[str, Any] = {
-        "stage": stage,
-        "model": {"name_or_path": str(model_dir), "dtype": "float32"},
-        "data": {
-            "datasets": [{"path": str(data_file), "format": "kto" if stage == "kto" else "preference"}],
-            "template": "chatml",
-            "cutoff_len": 64,
-            "cache_dir": str(folder / "cache"),
-        },
-        "method": {"name": method_name, "lora_rank": 4},
-        "train": {
-            "output_dir": str(folder / "out"),
-            "per_device_train_batch_size": 4,
-            "learning_rate": 1e-3,
-            "logging_steps": 1,
-            "save_strategy": "no",
-            "report_to": "none",
-            "seed": 7,
-            "disable_tqdm": True,
-        },
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return path
+    dataset = {"path": str(data_file), "format": "kto" if stage == "kto" else "preference"}
+    method = {"name": method_name, "lora_rank": 4}
+    return write_run_yaml(folder, model_dir, stage, dataset, cutoff_len=64, default_method=method, **sections)
 
 
 def load_run(path: Path, *overrides: str) -> RunConfig:

@@ -238,13 +238,18 @@ def test_table_covers_every_method() -> None:
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.mergeable and c.method["name"] != "qlora"], ids=lambda c: c.id)
-def test_merge_then_unmerge_restores_the_base(runs: Callable[[Case], Run], case: Case, tiny_model_dir: Path) -> None:
+def test_merge_is_idempotent_and_unmerge_restores_the_base(
+    runs: Callable[[Case], Run], case: Case, tiny_model_dir: Path
+) -> None:
     run = runs(case)
     peft_model = attach_adapter(load_base_model(str(tiny_model_dir), torch.float32), str(run.output_dir))
     before = {n: p.detach().clone() for n, p in peft_model.get_base_model().named_parameters() if "base_layer" in n}
     peft_model.merge_adapter()
     merged = {n: p.detach().clone() for n, p in peft_model.get_base_model().named_parameters() if n in before}
     assert max((merged[n] - before[n]).abs().max().item() for n in before) > 1e-4  # merging changed the weights
+    peft_model.merge_adapter()  # C10: merging twice is idempotent (the adapter is not added a second time)
+    again = dict(peft_model.get_base_model().named_parameters())
+    assert all(torch.equal(again[n].detach(), merged[n]) for n in before)
     peft_model.unmerge_adapter()
     after = dict(peft_model.get_base_model().named_parameters())
     # OFT unmerges by multiplying with the transposed rotation: exact in theory, ~4e-5 off in fp32 here
