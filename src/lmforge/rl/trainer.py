@@ -10,6 +10,7 @@ samples a rollout (or reuses the current one, `rl.ppo_epochs` times) and returns
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -37,7 +38,7 @@ def prompt_collator(features: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class RolloutTrainer(LmforgeTrainer):
+class RolloutTrainer(LmforgeTrainer, ABC):
     """Generation, reward scoring, the rollout buffer and RL metrics; subclasses define rollouts and losses."""
 
     def __init__(
@@ -70,11 +71,13 @@ class RolloutTrainer(LmforgeTrainer):
         loss = self.rollout_loss(model, self._buffer)
         return (loss, None) if return_outputs else loss
 
+    @abstractmethod
     def make_rollout(self, model: Any, inputs: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        """Sample and score completions for a batch of prompts; the buffer the next `ppo_epochs` steps train on."""
 
+    @abstractmethod
     def rollout_loss(self, model: Any, buffer: Any) -> torch.Tensor:
-        raise NotImplementedError
+        """The stage's loss on the current rollout buffer (recomputing the policy's log-probs)."""
 
     # --- shared pieces ---------------------------------------------------------------------------------------
     def generation_model(self, model: Any) -> Any:
