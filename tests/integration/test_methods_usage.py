@@ -72,6 +72,9 @@ def test_qlora_export_merges_onto_dequantized_weights(tmp_path: Path, tiny_model
     # Onto W the adapter's correction misses the quantisation error; onto dequant(W4) the export is exact.
     assert diffs["dequantized"] <= 1e-4
     assert diffs["original"] > 10 * diffs["dequantized"]  # no worse than W16: far better (unsloth-zoo#810)
+    # chat/serve/eval load the adapter onto the same dequantised base, so they run the model that was trained
+    engine = load_engine(str(tiny_model_dir), adapter=str(run.output_dir), template="chatml", dtype="float32")
+    assert (logits_of(engine.model, inputs) - reference).abs().max().item() <= 1e-4
 
 
 def test_adalora_allocates_ranks_during_training(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -14,13 +14,7 @@ from typing import Any
 
 import torch
 
-from lmforge.export.bases import (
-    QloraBase,
-    check_mergeable,
-    describe,
-    quantized_training,
-    use_dequantized_base,
-)
+from lmforge.export.bases import QloraBase, check_mergeable, describe
 from lmforge.export.verify import (
     ExportError,
     check_merge,
@@ -37,6 +31,7 @@ from lmforge.models.adapters import (
     tokenizer_source,
 )
 from lmforge.models.loading import PICKLE_SUFFIXES, resolve_dtype
+from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 

@@ -23,6 +23,7 @@ from lmforge.models.adapters import (
     tokenizer_source,
 )
 from lmforge.models.loading import resolve_dtype
+from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.templates import ChatTemplate, Message, get_template
 from lmforge.utils.errors import ConfigError
 
@@ -140,6 +141,9 @@ def load_engine(
     chat_template = get_template(template, tokenizer)  # `auto` without a chat_template lists the valid names
     loaded = load_base_model(model, resolve_dtype(dtype), allow_unsafe_pickle)
     if adapter:
+        qlora = quantized_training(adapter)
+        if qlora is not None:  # the adapter was trained on dequant(quant(W)): give it those weights, not W
+            use_dequantized_base(loaded, model, qlora)
         loaded = attach_adapter(loaded, adapter, allow_unsafe_pickle)
     check_vocab_covers(loaded, tokenizer)
     if torch.cuda.is_available():

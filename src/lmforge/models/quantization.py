@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
+from lmforge.config.loading import build_dataclass
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
+
+RUN_SNAPSHOT = "lmforge_config.yaml"  # written by training next to the adapter (training/run_dir.py)
 
 INSTALL_HINT = "pip install 'lmforge[qlora]' (or pip install bitsandbytes)"
 
@@ -102,3 +107,24 @@ def load_dequantized_into(model: nn.Module, weights: dict[str, torch.Tensor]) ->
         for name, weight in weights.items():
             params[name].copy_(weight.to(params[name].dtype))
     return len(weights)
+
+
+def quantized_training(adapter: str) -> MethodConfig | None:
+    """The qlora settings of the run that produced `adapter`, from its config snapshot; None for other runs."""
+    snapshot = Path(adapter).expanduser() / RUN_SNAPSHOT
+    if not snapshot.is_file():
+        return None
+    raw = yaml.safe_load(snapshot.read_text(encoding="utf-8")) or {}
+    method = build_dataclass(MethodConfig, raw.get("method") or {}, "method")
+    return method if method.name == "qlora" else None
+
+
+def use_dequantized_base(base_model: Any, base: str, method: MethodConfig) -> int:
+    """Replace `base_model`'s linear weights by dequant(quant(W)) as qlora training loaded them."""
+    from lmforge.models.loading import load_model, load_tokenizer
+
+    model_cfg = ModelConfig(name_or_path=base, dtype="float32", attn_implementation="eager")
+    quantized = load_model(model_cfg, load_tokenizer(model_cfg), method)
+    count = load_dequantized_into(base_model, dequantized_weights(quantized))
+    logger.info("qlora adapter: its base is the %d dequantised linear weights it was trained on", count)
+    return count
