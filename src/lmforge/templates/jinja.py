@@ -9,14 +9,18 @@ incrementally, and raises a DataError for one that does not (it rewrites earlier
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError
 from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from lmforge.templates.base import Message
 from lmforge.templates.encoding import Piece, ids_from_segments, special_tokens_of, text_of
@@ -25,6 +29,11 @@ from lmforge.templates.validation import validate_messages
 from lmforge.utils.errors import DataError
 
 _MARK = re.compile("\ue000(\\d+)\ue001")  # private-use sentinels standing in for message contents
+# One rendering may take this long and write this much (QUALITY D5): a template from a model folder or a server
+# config must not hang a worker with nested range() loops or fill memory. Real chat templates need milliseconds.
+RENDER_SECONDS = 1.0
+RENDER_MAX_CHARS = 4_000_000
+_DEADLINE: ContextVar[float] = ContextVar("lmforge_render_deadline", default=math.inf)
 
 
 def _raise_exception(message: str) -> None:
@@ -36,6 +45,41 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separato
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+class _BoundedRange:
+    """The sandbox's range (at most 100,000 items), checking the current rendering's deadline while iterated."""
+
+    def __init__(self, *args: int) -> None:
+        self._range = safe_range(*args)
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __iter__(self) -> Iterator[int]:
+        deadline = _DEADLINE.get()
+        for i, value in enumerate(self._range):
+            if i % 256 == 0 and time.monotonic() > deadline:
+                raise TemplateError(f"rendering took longer than {RENDER_SECONDS:g} s")
+            yield value
+
+
+def render_bounded(template: Any, **context: Any) -> str:
+    """Render within RENDER_SECONDS and RENDER_MAX_CHARS; a TemplateError otherwise."""
+    deadline = time.monotonic() + RENDER_SECONDS
+    token = _DEADLINE.set(deadline)
+    try:
+        chunks, size = [], 0
+        for chunk in template.generate(**context):
+            size += len(chunk)
+            if size > RENDER_MAX_CHARS:
+                raise TemplateError(f"rendering is longer than {RENDER_MAX_CHARS:,} characters")
+            if time.monotonic() > deadline:
+                raise TemplateError(f"rendering took longer than {RENDER_SECONDS:g} s")
+            chunks.append(chunk)
+        return "".join(chunks)
+    finally:
+        _DEADLINE.reset(token)
+
+
 @lru_cache(maxsize=16)
 def compile_template(source: str) -> Any:
     """Compile in an immutable sandbox: templates come from model repos and are untrusted (QUALITY D4)."""
@@ -43,6 +87,7 @@ def compile_template(source: str) -> Any:
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    env.globals["range"] = _BoundedRange
     return env.from_string(source)
 
 
@@ -84,8 +129,12 @@ class JinjaTemplate(SegmentedTemplate):
         if not messages and not add_generation_prompt:
             return ""
         try:
-            return compile_template(self.source).render(
-                messages=messages, tools=tool_list, add_generation_prompt=add_generation_prompt, **kwargs
+            return render_bounded(
+                compile_template(self.source),
+                messages=messages,
+                tools=tool_list,
+                add_generation_prompt=add_generation_prompt,
+                **kwargs,
             )
         except TemplateError as err:  # SecurityError is a TemplateError too: re-raised unchanged below
             if type(err).__name__ == "SecurityError":

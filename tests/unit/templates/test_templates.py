@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -102,6 +103,38 @@ def test_sandbox_blocks_template_injection(payload, tmp_path: Path):
     with pytest.raises(SecurityError):
         get_template("auto", tok).encode_turns(tok, conv())
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "longer than 1 s"),
+        (
+            "{% for i in range(100000) %}{{ 'x' * 50 }}{% endfor %}",
+            "characters",
+        ),
+    ],
+    ids=["nested-loops", "huge-output"],
+)
+def test_runaway_template_rendering_is_bounded(body: str, reason: str):
+    """D5: a rendering with nested range(10**5) loops or a huge output stops with an error within about 1 s."""
+    tok = load_fixture_tokenizer("qwen")
+    tok.chat_template = body + "{% for m in messages %}{{ m.content }}{% endfor %}"
+    template = get_template("auto", tok)
+    messages = [{"role": "user", "content": "hi"}]
+    started = time.monotonic()
+    with pytest.raises(DataError, match=reason):
+        template.render_text(tok, messages)
+    assert time.monotonic() - started < 1.5  # one rendering: its 1 s budget plus the check interval
+    with pytest.raises(DataError, match=reason):  # and every prompt built from it fails the same way
+        template.encode_prompt(tok, messages)
+
+
+def test_ordinary_ranges_still_render_with_length():
+    tok = load_fixture_tokenizer("qwen")
+    tok.chat_template = "{% for i in range(3) %}{{ i }}{% endfor %}{{ range(4)|length }}{{ messages[0].content }}"
+    template = get_template("auto", tok)
+    assert template.render_text(tok, [{"role": "user", "content": "hi"}]) == "0124hi"
 
 
 GENERIC_FORMATS = {
