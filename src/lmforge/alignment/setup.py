@@ -107,6 +107,14 @@ def train_and_save(trainer: Any, cfg: RunConfig, resume: bool) -> dict[str, floa
     return metrics
 
 
+def run_reference_free(cfg: RunConfig, resume: bool) -> dict[str, float]:
+    """orpo and simpo: pairs -> policy (no reference model) -> the stage's objective -> train and save."""
+    tokenizer, _, data = load_preference_data(cfg)
+    model, _ = load_policy(cfg, tokenizer, needs_reference=False)
+    trainer = build_preference_trainer(cfg, model, tokenizer, data, make_objective(cfg, None))
+    return train_and_save(trainer, cfg, resume)
+
+
 def unload_reference_adapter(model: Any) -> None:
     """The frozen SFT copy is no part of the result: only the trained 'default' adapter is saved."""
     from lmforge.alignment.reference import REFERENCE_ADAPTER

@@ -61,11 +61,14 @@ def _pick_pad_token(tokenizer: Any) -> str:
     return str(tokenizer.eos_token)
 
 
-def load_model(model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig | None = None) -> Any:
+def load_model(
+    model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig | None = None, num_labels: int | None = None
+) -> Any:
     """The causal LM in the configured dtype, ready to train: no KV cache, embeddings covering the tokenizer.
 
-    `method_cfg` matters only for qlora, whose base weights are quantised while they load."""
-    from transformers import AutoModelForCausalLM
+    `method_cfg` matters only for qlora, whose base weights are quantised while they load. With `num_labels` the
+    same backbone loads as *ForSequenceClassification with a new `score` head instead (reward models)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from lmforge.models.quantization import quantization_config
 
@@ -73,10 +76,12 @@ def load_model(model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig 
     check_safetensors_only(model_cfg.name_or_path)
     dtype = resolve_dtype(model_cfg.dtype)
     quantization = quantization_config(method_cfg, model_cfg)
+    head = {} if num_labels is None else {"num_labels": num_labels}
     model = _from_pretrained(
-        AutoModelForCausalLM.from_pretrained,
+        (AutoModelForCausalLM if num_labels is None else AutoModelForSequenceClassification).from_pretrained,
         model_cfg,
         "model",
+        **head,
         dtype=dtype,
         attn_implementation=model_cfg.attn_implementation,
         use_safetensors=True,
@@ -96,8 +101,9 @@ def load_model(model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig 
 
         init_new_rows(model, model_cfg.tokenizer_name_or_path)  # pieces from `lmforge tokenizer extend`
     model.config.use_cache = False
-    if model.generation_config is not None and model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    generation = getattr(model, "generation_config", None)  # score-head models have none
+    if generation is not None and generation.pad_token_id is None:
+        generation.pad_token_id = tokenizer.pad_token_id
     if model_cfg.gradient_checkpointing:
         # Recent transformers 5 releases renamed the method (the old name warns); older ones have only the old
         # name. Non-reentrant checkpointing needs no requires_grad trick on the inputs (prepare_model still adds

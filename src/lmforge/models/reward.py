@@ -19,11 +19,9 @@ import torch
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
 from lmforge.models.loading import (
-    _from_pretrained,
     check_remote_code,
     check_safetensors_only,
-    resize_embeddings,
-    resolve_dtype,
+    load_model,
 )
 from lmforge.utils.errors import ConfigError
 
@@ -32,35 +30,10 @@ SCORE_BATCH_TOKENS = 8192  # tokens per scoring forward (one padding-free row)
 
 
 def load_reward_backbone(model_cfg: ModelConfig, tokenizer: Any, method_cfg: MethodConfig | None = None) -> Any:
-    """The base model as *ForSequenceClassification(num_labels=1) ready to train (packed SDPA, no KV cache);
-    `method_cfg` matters only for qlora, whose base weights are quantised while they load."""
-    from transformers import AutoModelForSequenceClassification
-
-    from lmforge.models.quantization import keep_cpu_weights_unpacked, quantization_config
-
-    check_remote_code(model_cfg)
-    check_safetensors_only(model_cfg.name_or_path)
-    quantization = quantization_config(method_cfg, model_cfg)
-    model = _from_pretrained(
-        AutoModelForSequenceClassification.from_pretrained,
-        model_cfg,
-        "model",
-        num_labels=1,
-        dtype=resolve_dtype(model_cfg.dtype),
-        attn_implementation=model_cfg.attn_implementation,
-        use_safetensors=True,
-        **({"quantization_config": quantization} if quantization is not None else {}),
-    )
-    if quantization is not None:
-        keep_cpu_weights_unpacked(model)
-    if model_cfg.attn_implementation == "sdpa" and supports_packed_sdpa(model.config):
-        model.set_attn_implementation(register_packed_sdpa())
-    resize_embeddings(model, len(tokenizer), model_cfg.resize_vocab_multiple)
-    model.config.use_cache = False
+    """The base model as *ForSequenceClassification(num_labels=1), loaded and prepared exactly as `load_model`
+    prepares a causal LM (qlora quantisation, packed SDPA, no KV cache, embeddings covering the tokenizer)."""
+    model = load_model(model_cfg, tokenizer, method_cfg, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id  # plain transformers pools padded batches with it
-    if model_cfg.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable({"use_reentrant": False})
     return model
 
 
