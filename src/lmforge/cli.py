@@ -230,6 +230,27 @@ def _add_tokenizer(sub: argparse._SubParsersAction) -> None:
     ext.set_defaults(func=cmd_tokenizer_extend)
 
 
+def cmd_templates(args: argparse.Namespace) -> int:
+    from lmforge.templates import template_table
+
+    rows = [("name", "aliases", "fits"), *template_table()]
+    width = [max(len(row[k]) for row in rows) for k in range(2)]
+    for name, aliases, models in rows:
+        print(f"{name:<{width[0]}}  {aliases:<{width[1]}}  {models}")
+    print("\nauto: the tokenizer's own chat template (data.template: auto, the default)")
+    return 0
+
+
+def _add_templates(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "templates",
+        help="list the chat template names (data.template) and the models each fits",
+        description="Every named chat template renders exactly what the listed models' own chat template renders; "
+        "`auto` uses the tokenizer's own template. Template variables go in data.template_options.",
+    )
+    p.set_defaults(func=cmd_templates)
+
+
 def _add_init_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "init-model",
@@ -357,6 +378,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
+    _add_templates,
     _add_init_model,
     _add_tokenizer,
     _add_export,

@@ -27,7 +27,7 @@ def load_preference_data(cfg: RunConfig) -> tuple[Any, Any, Any]:
     from lmforge.templates import get_template
 
     tokenizer = load_tokenizer(cfg.model)
-    template = get_template(cfg.data.template, tokenizer)
+    template = get_template(cfg.data.template, tokenizer, cfg.data.template_options)
     store_chat_template(tokenizer, template, cfg.data.template)
     return tokenizer, template, build_datasets(cfg, tokenizer, template)
 

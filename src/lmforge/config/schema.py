@@ -84,7 +84,13 @@ class DataConfig:
     eval_datasets: list[Any] = _f([], "Separate evaluation datasets (same forms as `datasets`).")
     catalog: str | None = _f(None, "Dataset catalogue: our YAML, or a LLaMA-Factory dataset_info.json.")
     dataset_dir: str | None = _f(None, "Root for catalogue file names; defaults to the catalogue's folder.")
-    template: str = _f("auto", "Chat template name, or auto = the tokenizer's own Jinja template (sft).")
+    template: str = _f(
+        "auto", "Chat template name (`lmforge templates` lists them), or auto = the tokenizer's own Jinja template."
+    )
+    template_options: dict[str, Any] = _f(
+        {},
+        "Chat template variables, e.g. {enable_thinking: false} (Qwen3) or {date_string: 26 Jul 2024} (Llama-3.1+).",
+    )
     cutoff_len: int = _f(1024, "Maximum tokens per training example (pt: block size).")
     truncation: Literal["drop", "truncate"] = _f(
         "drop", "Over-long sft examples: drop them (counted), or truncate the response (prompt-only ones still drop)."

@@ -70,7 +70,7 @@ def template_fingerprint(template: Any) -> str:
         return "none"
     cls = type(template)
     parts = [cls.__module__, cls.__qualname__, template.name, template.jinja() or "", _class_source(cls)]
-    parts.append(repr(vars(template)))
+    parts += [json.dumps(template.options, sort_keys=True, default=str), repr(template.spec)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

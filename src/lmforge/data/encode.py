@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lmforge.config.schema import DataConfig
-from lmforge.templates.encoding import has_control_text
+from lmforge.templates import ChatTemplate, Encoded, has_control_text
 from lmforge.utils.errors import DataError
 
 IGNORE_INDEX = -100
@@ -37,8 +37,8 @@ def fit_to_cutoff(input_ids: list[int], labels: list[int], data: DataConfig) -> 
             return row
         row["input_ids"], row["labels"] = input_ids[: data.cutoff_len], labels[: data.cutoff_len]
         row["_truncated"] = True
-        # the sequence's last trained token is the end-of-turn/EOS; it is gone when we cut inside a response
-        row["_eos_cut"] = labels[-1] != IGNORE_INDEX
+        # the last trained token is the reply's end-of-turn/EOS; it is gone when the cut removes trained tokens
+        row["_eos_cut"] = any(label != IGNORE_INDEX for label in labels[data.cutoff_len :])
         if not has_trained_tokens(row["labels"]):
             row["_drop"] = DROP_PROMPT_TOO_LONG
             return row
@@ -47,32 +47,32 @@ def fit_to_cutoff(input_ids: list[int], labels: list[int], data: DataConfig) -> 
     return row
 
 
-def encode_conversation(conv: dict[str, Any], template: Any, tokenizer: Any, data: DataConfig) -> dict[str, Any]:
-    """Prompt ids masked, response ids trained (only the last turn's with mask_history)."""
+def encode_conversation(conv: dict[str, Any], template: ChatTemplate, tokenizer: Any, data: DataConfig) -> dict:
+    """Replies and their end-of-turn tokens trained (only the last reply with mask_history), the rest masked."""
     return encode_conversations([conv], template, tokenizer, data)[0]
 
 
 def encode_conversations(
-    convs: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig
+    convs: list[dict[str, Any]], template: ChatTemplate, tokenizer: Any, data: DataConfig
 ) -> list[dict[str, Any]]:
-    """`encode_conversation` for a batch: the template encodes all their text at once (threaded, faster)."""
-    all_turns = template.encode_turns_many(tokenizer, [(conv["messages"], conv.get("tools")) for conv in convs])
-    return [_masked_row(conv, turns, tokenizer, data) for conv, turns in zip(convs, all_turns, strict=True)]
+    """`encode_conversation` for a batch: the template tokenises all their renderings at once."""
+    encoded = template.encode_many(tokenizer, [(conv["messages"], conv.get("tools")) for conv in convs])
+    return [_masked_row(conv, enc, tokenizer, data) for conv, enc in zip(convs, encoded, strict=True)]
 
 
-def _masked_row(conv: dict[str, Any], turns: list, tokenizer: Any, data: DataConfig) -> dict[str, Any]:
-    if not turns:
-        raise DataError("the conversation has no assistant turn to train on")
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for k, turn in enumerate(turns):
-        trained = not data.mask_history or k == len(turns) - 1
-        input_ids += turn.prompt_ids + turn.response_ids
-        labels += list(turn.prompt_ids) if data.train_on_prompt else [IGNORE_INDEX] * len(turn.prompt_ids)
-        labels += list(turn.response_ids) if trained else [IGNORE_INDEX] * len(turn.response_ids)
-    row = fit_to_cutoff(input_ids, labels, data)
-    # special-token text in content is encoded as plain text (no injected turn boundaries); count it (A16)
-    row["_control_text"] = has_control_text(tokenizer, conv["messages"])
+def _masked_row(conv: dict[str, Any], encoded: Encoded, tokenizer: Any, data: DataConfig) -> dict[str, Any]:
+    last = len(encoded.replies) - 1
+    trained = [last] if data.mask_history else range(last + 1)
+    row = fit_to_cutoff(encoded.input_ids, encoded.labels_for(trained, data.train_on_prompt), data)
+    return with_template_counts(row, encoded, tokenizer, conv["messages"])
+
+
+def with_template_counts(row: dict[str, Any], encoded: Encoded, tokenizer: Any, messages: list[dict]) -> dict:
+    """Add what the report counts about the encoding: special-token text kept as text (A16), tokens that
+    straddle a reply edge, and a stop token appended to a format that ends replies with none."""
+    row["_control_text"] = has_control_text(tokenizer, messages)
+    row["_straddling"] = encoded.straddling
+    row["_stop_appended"] = encoded.appended_stop
     return row
 
 

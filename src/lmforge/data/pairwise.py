@@ -12,30 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from lmforge.config.schema import DataConfig
-from lmforge.data.encode import IGNORE_INDEX, fit_to_cutoff
-from lmforge.templates.encoding import has_control_text
+from lmforge.data.encode import fit_to_cutoff, with_template_counts
+from lmforge.templates import Encoded
 from lmforge.utils.errors import DataError
 
 PAIR_STAGES = ("rm", "dpo", "orpo", "simpo")
 PREFERENCE_STAGES = (*PAIR_STAGES, "kto")
-AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text"]
+AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text", "_straddling", "_stop_appended"]
 
 
-def _response_row(
-    turns: list, prompt_turns: int, conversation: list[dict[str, Any]], tokenizer: Any, data: DataConfig
-) -> dict[str, Any]:
-    """ids of a whole conversation; labels only on the turns after the prompt's `prompt_turns` assistant turns."""
-    if len(turns) <= prompt_turns:
+def _response_row(encoded: Encoded, prompt_turns: int, conversation: list[dict], tokenizer: Any, data: DataConfig):
+    """ids of a whole conversation; labels only on the replies after the prompt's `prompt_turns` replies."""
+    if len(encoded.replies) <= prompt_turns:
         raise DataError("the response has no assistant turn to train on")
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for k, turn in enumerate(turns):
-        input_ids += turn.prompt_ids + turn.response_ids
-        labels += [IGNORE_INDEX] * len(turn.prompt_ids)
-        labels += list(turn.response_ids) if k >= prompt_turns else [IGNORE_INDEX] * len(turn.response_ids)
-    row = fit_to_cutoff(input_ids, labels, data)
-    row["_control_text"] = has_control_text(tokenizer, conversation)
-    return row
+    row = fit_to_cutoff(encoded.input_ids, encoded.labels_for(range(prompt_turns, len(encoded.replies))), data)
+    return with_template_counts(row, encoded, tokenizer, conversation)
 
 
 def _assistant_turns(messages: list[dict[str, Any]]) -> int:
@@ -48,12 +39,12 @@ def encode_pairs(pairs: list[dict[str, Any]], template: Any, tokenizer: Any, dat
     for pair in pairs:
         conversations.append((pair["prompt"] + pair["chosen"], pair.get("tools")))
         conversations.append((pair["prompt"] + pair["rejected"], pair.get("tools")))
-    all_turns = template.encode_turns_many(tokenizer, conversations)
+    all_encoded = template.encode_many(tokenizer, conversations)
     rows = []
     for i, pair in enumerate(pairs):
         prompt_turns = _assistant_turns(pair["prompt"])
-        chosen = _response_row(all_turns[2 * i], prompt_turns, conversations[2 * i][0], tokenizer, data)
-        rejected = _response_row(all_turns[2 * i + 1], prompt_turns, conversations[2 * i + 1][0], tokenizer, data)
+        chosen = _response_row(all_encoded[2 * i], prompt_turns, conversations[2 * i][0], tokenizer, data)
+        rejected = _response_row(all_encoded[2 * i + 1], prompt_turns, conversations[2 * i + 1][0], tokenizer, data)
         rows.append(
             {
                 "chosen_input_ids": chosen["input_ids"],
@@ -65,6 +56,8 @@ def encode_pairs(pairs: list[dict[str, Any]], template: Any, tokenizer: Any, dat
                 "_eos_cut": chosen["_eos_cut"] or rejected["_eos_cut"],
                 "_length": max(chosen["_length"], rejected["_length"]),
                 "_control_text": chosen["_control_text"] or rejected["_control_text"],
+                "_straddling": chosen["_straddling"] + rejected["_straddling"],
+                "_stop_appended": chosen["_stop_appended"] or rejected["_stop_appended"],
             }
         )
     return rows
@@ -73,12 +66,12 @@ def encode_pairs(pairs: list[dict[str, Any]], template: Any, tokenizer: Any, dat
 def encode_kto(examples: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig) -> list[dict]:
     """Rows with input_ids, labels (only the judged last turn trained), kto_label and prompt_len (the ids before
     the judged response, so the collator can pair prompts with other examples' completions for the KL term)."""
-    all_turns = template.encode_turns_many(tokenizer, [(ex["messages"], ex.get("tools")) for ex in examples])
+    all_encoded = template.encode_many(tokenizer, [(ex["messages"], ex.get("tools")) for ex in examples])
     rows = []
-    for example, turns in zip(examples, all_turns, strict=True):
-        row = _response_row(turns, len(turns) - 1, example["messages"], tokenizer, data)
+    for example, encoded in zip(examples, all_encoded, strict=True):
+        row = _response_row(encoded, len(encoded.replies) - 1, example["messages"], tokenizer, data)
         row["kto_label"] = bool(example["label"])
-        prompt_len = sum(len(t.prompt_ids) + len(t.response_ids) for t in turns) - len(turns[-1].response_ids)
+        prompt_len = encoded.replies[-1][0]
         row["prompt_len"] = max(1, min(prompt_len, len(row["input_ids"]) - 1))  # >= 1 id each side after a cut
         rows.append(row)
     return rows
@@ -95,6 +88,8 @@ def encoded_features(stage: str) -> Any:
         "_eos_cut": datasets.Value("bool"),
         "_length": datasets.Value("int32"),
         "_control_text": datasets.Value("bool"),
+        "_straddling": datasets.Value("int32"),
+        "_stop_appended": datasets.Value("bool"),
     }
     if stage == "kto":
         columns = {"input_ids": ids, "labels": ids, "kto_label": datasets.Value("bool")}

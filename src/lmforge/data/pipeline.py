@@ -22,7 +22,7 @@ from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
-_AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text"]
+_AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text", "_straddling", "_stop_appended"]
 
 
 @dataclass
@@ -99,6 +99,8 @@ def _encoded_features(stage: str) -> Any:
             "_eos_cut": datasets.Value("bool"),
             "_length": datasets.Value("int32"),
             "_control_text": datasets.Value("bool"),
+            "_straddling": datasets.Value("int32"),
+            "_stop_appended": datasets.Value("bool"),
         }
     )
 
@@ -142,6 +144,8 @@ def encode_source(
         counts.truncated = sum(aux["_truncated"])
         counts.eos_cut = sum(aux["_eos_cut"])
         counts.control_text = sum(aux["_control_text"])
+        counts.straddling = sum(aux["_straddling"])
+        counts.stop_appended = sum(aux["_stop_appended"])
         if counts.control_text:
             logger.warning(
                 "%s: %d rows contain special-token text (e.g. an end-of-turn marker); it is encoded as plain "
@@ -234,7 +238,7 @@ def compute(
     """The uncached path: every dataset encoded, mixed, split, finished; the report filled in."""
     import datasets
 
-    report = DataReport(stage=cfg.stage)
+    report = DataReport(stage=cfg.stage, template=template.name if template is not None else "")
     train = mix(encode_all(specs, cfg, tokenizer, template, key, report, is_train=True), cfg.data, seed)
     train, evaluation = split_validation(train, cfg.data.val_size, seed)
     if eval_specs:

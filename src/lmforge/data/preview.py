@@ -13,8 +13,12 @@ from typing import Any
 from lmforge.config.schema import RunConfig
 from lmforge.data.encode import IGNORE_INDEX
 from lmforge.data.pairwise import PREFERENCE_STAGES, row_sides
+from lmforge.utils.logging import get_logger
 
 _GREEN, _RESET = "\033[32m", "\033[0m"
+
+
+logger = get_logger(__name__)
 
 
 def render_example(row: dict[str, list[int]], tokenizer: Any, colour: bool = False) -> str:
@@ -63,9 +67,12 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
         return
     template = None
     if cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES:
-        from lmforge.templates import get_template
+        from lmforge.templates import check_template_matches_tokenizer, get_template
 
-        template = get_template(cfg.data.template, tokenizer)
+        template = get_template(cfg.data.template, tokenizer, cfg.data.template_options)
+        mismatch = check_template_matches_tokenizer(template, tokenizer)
+        if mismatch:
+            logger.warning(mismatch)
     bundle = build_datasets(cfg, tokenizer, template)
     colour = sys.stdout.isatty()
     for i, row in enumerate(bundle.train):

@@ -25,8 +25,7 @@ from lmforge.data.formats import (
 )
 from lmforge.data.readers import iter_source
 from lmforge.data.report import DataReport, DatasetCounts
-from lmforge.templates import ChatTemplate
-from lmforge.templates.encoding import has_control_text
+from lmforge.templates import ChatTemplate, has_control_text
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
 
@@ -159,7 +158,7 @@ def build_prompt_datasets(cfg: RunConfig, tokenizer: Any, template: ChatTemplate
     """The prompt dataset of a ppo/grpo run plus a report of what was read, kept and dropped."""
     import datasets
 
-    report = DataReport(stage=cfg.stage)
+    report = DataReport(stage=cfg.stage, template=template.name)
     columns: dict[str, list] = {"prompt_ids": [], "messages": [], "reference": []}
     for spec in resolve_specs(cfg.data.datasets, cfg.data, "data.datasets"):
         counts = DatasetCounts(spec.name)
@@ -188,7 +187,9 @@ def preview_prompts(cfg: RunConfig, tokenizer: Any, n: int, dump: str | None) ->
     """`lmforge data preview` for ppo/grpo: the first n prompts exactly as rollouts are prompted, with references."""
     from lmforge.templates import get_template
 
-    bundle = build_prompt_datasets(cfg, tokenizer, get_template(cfg.data.template, tokenizer))
+    bundle = build_prompt_datasets(
+        cfg, tokenizer, get_template(cfg.data.template, tokenizer, cfg.data.template_options)
+    )
     for i, row in enumerate(bundle.train.select(range(min(n, len(bundle.train))))):
         print(f"--- prompt {i}: {len(row['prompt_ids'])} tokens; reference: {row['reference']!r}")
         print(tokenizer.decode(row["prompt_ids"], skip_special_tokens=False))

@@ -20,6 +20,8 @@ class DatasetCounts:
     truncated: int = 0
     eos_cut: int = 0
     control_text: int = 0  # rows whose text contains special-token strings (kept as plain text, QUALITY A16)
+    straddling: int = 0  # trained tokens that also cover template text (a merge across a reply's edge)
+    stop_appended: int = 0  # rows whose final reply got the stop token the format itself does not write
     bad_rows: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -35,6 +37,10 @@ class DatasetCounts:
             text += f", malformed rows skipped {self.bad_rows}"
         if self.control_text:
             text += f", {self.control_text} containing special-token text (encoded as plain text)"
+        if self.straddling:
+            text += f", {self.straddling} trained tokens straddling a reply edge"
+        if self.stop_appended:
+            text += f", {self.stop_appended} with a stop token appended to the final reply"
         return f"{text}; dropped: {drops}"
 
     def require_examples(self) -> None:
@@ -46,6 +52,7 @@ class DatasetCounts:
 @dataclass
 class DataReport:
     stage: str
+    template: str = ""  # the chat template that rendered the conversations (name, or auto)
     datasets: list[DatasetCounts] = field(default_factory=list)
     eval_datasets: list[DatasetCounts] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
@@ -68,7 +75,11 @@ class DataReport:
         return [(low + b * width, low + (b + 1) * width - 1, counts.get(b, 0)) for b in range(used)]
 
     def lines(self) -> list[str]:
-        out = [f"data ({self.stage}, cache {self.cache}): {self.train_rows} train rows, {self.eval_rows} eval rows"]
+        rendered = f", template {self.template}" if self.template else ""
+        out = [
+            f"data ({self.stage}{rendered}, cache {self.cache}): {self.train_rows} train rows, "
+            f"{self.eval_rows} eval rows"
+        ]
         out += [f"  train {c.summary()}" for c in self.datasets]
         out += [f"  eval {c.summary()}" for c in self.eval_datasets]
         if self.packed_from:

@@ -56,12 +56,11 @@ def build_messages(question: Question, shots: list[Question], subject: str, layo
 
 def letter_token_ids(template: ChatTemplate, tokenizer: Any, letters: list[str]) -> LetterIds:
     """The id each letter is trained as when it opens a reply; refuses letters that are not single distinct tokens."""
-    replies = [
-        template.encode_turns(tokenizer, [{"role": "user", "content": "?"}, {"role": "assistant", "content": L}])[
-            -1
-        ].response_ids
+    encoded = [
+        template.encode(tokenizer, [{"role": "user", "content": "?"}, {"role": "assistant", "content": L}])
         for L in letters
     ]
+    replies = [enc.input_ids[slice(*enc.replies[-1])] for enc in encoded]
     shared = 0
     while all(len(r) > shared for r in replies) and len({r[shared] for r in replies}) == 1:
         shared += 1

@@ -2,7 +2,7 @@
 
 The RM scores token ids encoded with its own tokenizer and template, exactly as stage rm encoded its training
 pairs: the prompt conversation plus the decoded completion as the assistant turn, through
-`ChatTemplate.encode_turns`. With the policy's template this is the rollout's ids plus the template's turn suffix
+`ChatTemplate.encode`. With the policy's template this is the rollout's ids plus the template's turn suffix
 (e.g. ChatML's newline after <|im_end|>); with another template (or tokenizer) the text is re-encoded, so the RM
 never scores ids that mean something else to it.
 """
@@ -32,5 +32,4 @@ class RewardModelSource:
 
     def encode(self, messages: list[dict], completion: str) -> list[int]:
         conversation = [*messages, {"role": "assistant", "content": completion}]
-        turns = self.rm.template.encode_turns(self.rm.tokenizer, conversation)
-        return [i for turn in turns for i in (*turn.prompt_ids, *turn.response_ids)]
+        return self.rm.template.encode(self.rm.tokenizer, conversation).input_ids

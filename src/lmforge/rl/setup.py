@@ -50,7 +50,7 @@ def build_rl_trainer(cfg: RunConfig, trainer_cls: type[RolloutTrainer], wrap: An
     from lmforge.training.callbacks import JsonlLogCallback
 
     tokenizer = load_tokenizer(cfg.model)
-    template = get_template(cfg.data.template, tokenizer)
+    template = get_template(cfg.data.template, tokenizer, cfg.data.template_options)
     store_chat_template(tokenizer, template, cfg.data.template)
     sources = build_reward_sources(cfg.rl, tokenizer, template)
     data = build_prompt_datasets(cfg, tokenizer, template)

@@ -16,7 +16,7 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     from lmforge.templates import get_template
 
     tokenizer = load_tokenizer(cfg.model)
-    template = get_template(cfg.data.template, tokenizer)
+    template = get_template(cfg.data.template, tokenizer, cfg.data.template_options)
     store_chat_template(tokenizer, template, cfg.data.template)
     data = build_datasets(cfg, tokenizer, template)
 

@@ -1,16 +1,32 @@
-"""Chat templates: conversations -> token ids split at assistant turns (see `base.ChatTemplate`)."""
+"""Chat templates: conversations -> token ids and labels, exactly as the model's chat template renders them.
 
-from lmforge.templates.base import ChatTemplate, EncodedTurn, Message
-from lmforge.templates.encoding import has_control_text
-from lmforge.templates.registry import TEMPLATES, check_template_matches_tokenizer, get_template, template_names
+Public API (documented in the README):
+    template = get_template(name, tokenizer)                  # a named template, or "auto"
+    encoded = template.encode(tokenizer, messages, tools)      # .input_ids, .labels as training uses them
+    prompt_ids = template.encode_prompt(tokenizer, messages, tools)
+    template.stop_token_ids(tokenizer)
+"""
+
+from lmforge.templates.base import ChatTemplate, Encoded, Message
+from lmforge.templates.registry import (
+    TEMPLATES,
+    check_template_matches_tokenizer,
+    get_template,
+    template_names,
+    template_table,
+)
+from lmforge.templates.spec import TemplateSpec
+from lmforge.templates.tokens import has_control_text
 
 __all__ = [
     "TEMPLATES",
     "ChatTemplate",
-    "EncodedTurn",
+    "Encoded",
     "Message",
+    "TemplateSpec",
     "check_template_matches_tokenizer",
     "get_template",
     "has_control_text",
     "template_names",
+    "template_table",
 ]

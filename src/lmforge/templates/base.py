@@ -1,69 +1,240 @@
-"""The chat-template contract shared by training, evaluation, chat and serving.
+"""`ChatTemplate`: one chat format, the one way training, chat, serving, evaluation and RL turn messages into ids.
 
-A conversation is a list of message dicts, the same shape `tokenizer.apply_chat_template` takes:
+A conversation is a list of message dicts, the shape `tokenizer.apply_chat_template` takes:
 ``{"role": "system" | "user" | "assistant" | "tool", "content": str}`` (assistant messages may carry
-``"tool_calls"``). Every template turns a conversation into token ids split at assistant turns, so the
-encoder can mask exactly the prompt part of each turn and train the response (content + end-of-turn).
-
-Invariants every template must satisfy (tests check them against the family's Jinja template):
-  * ``sum(prompt + response for each turn) == tokenizer.apply_chat_template(messages)`` token for token;
-  * ``encode_prompt(messages[:-1])`` equals the prompt ids of the last turn's prefix (what inference sends);
-  * exactly one BOS, at position 0, when the family uses one.
+``tool_calls`` and ``reasoning_content``). Every template, named or `auto`, is a Jinja chat template rendered in
+a sandbox; the rendering is tokenised once, as a whole, so:
+  * ``encode(messages).input_ids == tokenizer.apply_chat_template(messages, tokenize=True)`` (plus the stop
+    token for formats that end the final reply with none, see `locate`);
+  * ``encode_prompt(messages) == apply_chat_template(messages, add_generation_prompt=True, tokenize=True)``;
+  * labels train each assistant reply and the token that ends it, located by character spans (`locate`).
+The one deliberate difference from `apply_chat_template`: special-token text typed inside a message stays text
+(QUALITY A16).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+import weakref
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-Message = dict[str, Any]
+from jinja2 import TemplateError
+
+from lmforge.templates.jinja import Message, compile_template, render_chat
+from lmforge.templates.locate import ReplySpan, locate_replies, message_region
+from lmforge.templates.spec import TemplateSpec
+from lmforge.templates.tokens import IGNORE_INDEX, has_control_text, special_tokens_of, token_ranges, tokenize
+from lmforge.templates.validation import validate_messages
+from lmforge.utils.errors import ConfigError, DataError
+
+Tools = str | list | None
+_PROBES: tuple[list[Message], ...] = (
+    [{"role": "user", "content": "x"}],
+    [{"role": "system", "content": "s"}, {"role": "user", "content": "x"}],
+)
 
 
-@dataclass(frozen=True)
-class EncodedTurn:
-    """One assistant turn: `prompt_ids` are masked in training, `response_ids` are trained."""
+@dataclass
+class Encoded:
+    """A training conversation as the trainer sees it."""
 
-    prompt_ids: list[int]
-    response_ids: list[int]
+    input_ids: list[int]
+    #: -100 except on every assistant reply and its end-of-turn token
+    labels: list[int]
+    #: token ranges [start, end) of the assistant replies, in order (what `labels` trains)
+    replies: list[tuple[int, int]]
+    #: trained tokens that also cover text outside a reply (a merge across the header/reply edge)
+    straddling: int = 0
+    #: whether the stop token was appended because the format ends the final reply with none (GLM-4)
+    appended_stop: bool = False
+
+    def labels_for(self, replies: Collection[int], train_prompt: bool = False) -> list[int]:
+        """Labels training only the replies whose index (0 = first reply) is in `replies`; with `train_prompt`
+        every non-reply token is trained too."""
+        labels = list(self.input_ids) if train_prompt else [IGNORE_INDEX] * len(self.input_ids)
+        for k, (i, j) in enumerate(self.replies):
+            labels[i:j] = self.input_ids[i:j] if k in replies else [IGNORE_INDEX] * (j - i)
+        return labels
 
 
-class ChatTemplate(ABC):
-    """Renders conversations to ids, split at assistant turns."""
+@dataclass
+class _TokenizerFacts:
+    """What a template needs to know about one tokenizer, computed once."""
 
-    #: registry name, e.g. "chatml"
-    name: str = ""
-    #: special tokens the format writes (added as special tokens by `lmforge init-model`)
-    special_tokens: tuple[str, ...] = ()
-    #: the family's BOS token, or None when it prepends none
-    bos_token: str | None = None
-    #: the token that ends an assistant turn (the tokenizer's eos for models built with this template)
-    eos_token: str = ""
+    header: str
+    stops: tuple[str, ...]
+    stop_ids: list[int]
+    append_id: int | None
+    special_ids: frozenset[int] = frozenset()
+    context: dict[str, Any] = field(default_factory=dict)
 
-    @abstractmethod
-    def encode_turns(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[EncodedTurn]:
-        """Split a conversation that ends with an assistant message into (prompt, response) id pairs.
 
-        Turn k's prompt holds everything after turn k-1's response up to and including the assistant header
-        of turn k (the first prompt also holds BOS and the system message); its response holds the assistant
-        content and the end-of-turn token(s). Raises `DataError` for conversations the family cannot express
-        (e.g. not ending on an assistant turn, roles out of order).
-        """
+class ChatTemplate:
+    """A Jinja chat template: the tokenizer's own (`auto`) or one of ours (`TemplateSpec`)."""
 
-    def encode_turns_many(
-        self, tokenizer: Any, conversations: list[tuple[list[Message], str | None]]
-    ) -> list[list[EncodedTurn]]:
-        """`encode_turns` for each (messages, tools); templates override it to encode all text in one batch."""
-        return [self.encode_turns(tokenizer, messages, tools) for messages, tools in conversations]
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        *,
+        spec: TemplateSpec | None = None,
+        stop_ids: Sequence[int] = (),
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.spec = spec
+        self.options = {**(spec.options if spec else {}), **(options or {})}
+        self._extra_stop_ids = list(stop_ids)
+        self._facts: weakref.WeakKeyDictionary[Any, _TokenizerFacts] = weakref.WeakKeyDictionary()
+        try:
+            compile_template(source)
+        except TemplateError as err:
+            raise ConfigError(f"chat template '{name}' is not valid Jinja: {err}") from err
 
-    @abstractmethod
-    def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: str | None = None) -> list[int]:
-        """Ids for inference: the conversation (ending with a user/tool turn) plus the assistant header."""
+    # -- described by the spec (named templates) ---------------------------------------------------------------
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return self.spec.special_tokens if self.spec else ()
 
-    @abstractmethod
+    @property
+    def bos_token(self) -> str | None:
+        return self.spec.bos_token if self.spec else None
+
+    @property
+    def eos_token(self) -> str:
+        return self.spec.eos_token if self.spec else ""
+
+    @property
+    def supports_tools(self) -> bool:
+        return self.spec.supports_tools if self.spec else "tools" in self.source or "tool_calls" in self.source
+
+    def jinja(self) -> str:
+        """The Jinja source (stored as the trained tokenizer's chat_template)."""
+        return self.source
+
+    # -- rendering ---------------------------------------------------------------------------------------------
+    def render(self, tokenizer: Any, messages: list[Message], tools: Tools = None, add_generation_prompt=False) -> str:
+        """The conversation as text, exactly as `apply_chat_template(..., tokenize=False)` renders it."""
+        return render_chat(
+            self.source, messages, self._facts_for(tokenizer).context, tools=tools,
+            add_generation_prompt=add_generation_prompt, name=self.name,
+        )  # fmt: skip
+
+    def _facts_for(self, tokenizer: Any) -> _TokenizerFacts:
+        facts = self._facts.get(tokenizer)
+        if facts is None:
+            facts = self._facts[tokenizer] = self._learn(tokenizer)
+        return facts
+
+    def _learn(self, tokenizer: Any) -> _TokenizerFacts:
+        context: dict[str, Any] = {**tokenizer.special_tokens_map, **self.options}
+        if self.spec is not None and self.spec.generic and not _adds_bos(tokenizer):
+            context["bos_token"] = ""  # generic formats write BOS only where the tokenizer's own encoding would
+        facts = _TokenizerFacts(header="", stops=(), stop_ids=[], append_id=None, context=context)
+        self._facts[tokenizer] = facts  # rendering below needs the context
+        facts.header = self._generation_header(tokenizer)
+        specials = special_tokens_of(tokenizer)
+        facts.special_ids = frozenset(specials.values())
+        ids = [specials[tok] for tok in (self.spec.stop_tokens if self.spec else ()) if tok in specials]
+        ids += self._extra_stop_ids + self._closing_ids(tokenizer, specials)
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+        facts.stop_ids = list(dict.fromkeys(ids))
+        facts.stops = tuple(tokenizer.convert_ids_to_tokens(facts.stop_ids))
+        eos = tokenizer.eos_token_id
+        facts.append_id = eos if eos in facts.stop_ids else (facts.stop_ids[0] if facts.stop_ids else None)
+        return facts
+
+    def _generation_header(self, tokenizer: Any) -> str:
+        """The text `add_generation_prompt` appends (e.g. ``<|im_start|>assistant\\n``); "" when there is none."""
+        for probe in _PROBES:
+            try:
+                plain = self.render(tokenizer, probe)
+                prompt = self.render(tokenizer, probe, add_generation_prompt=True)
+            except DataError:
+                continue
+            return prompt[len(plain) :] if prompt.startswith(plain) else ""
+        return ""
+
+    def _closing_ids(self, tokenizer: Any, specials: dict[str, int]) -> list[int]:
+        """The first special token the template writes after a reply (its end-of-turn token), if any."""
+        for probe in _PROBES:
+            messages = [*probe, {"role": "assistant", "content": "y"}]
+            try:
+                text = self.render(tokenizer, messages)
+                region = message_region(text, lambda m: self.render(tokenizer, m), messages, len(messages) - 1)
+            except DataError:
+                continue
+            after = text[region[1] :] if region else ""
+            found = sorted((after.find(tok), idx) for tok, idx in specials.items() if tok in after)
+            return [found[0][1]] if found else []
+        return []
+
+    # -- ids ---------------------------------------------------------------------------------------------------
     def stop_token_ids(self, tokenizer: Any) -> list[int]:
-        """Every id that ends an assistant turn (e.g. <|eot_id|> and EOS for Llama-3)."""
+        """Every id that ends an assistant turn (e.g. <|eot_id|>, <|eom_id|> and EOS for Llama-3.1)."""
+        return list(self._facts_for(tokenizer).stop_ids)
 
-    def jinja(self) -> str | None:
-        """The equivalent Jinja chat template to store in the tokenizer, or None if the family has none."""
-        return None
+    def encode(self, tokenizer: Any, messages: list[Message], tools: Tools = None) -> Encoded:
+        """Input ids and labels of a training conversation (it ends with an assistant reply)."""
+        return self.encode_many(tokenizer, [(messages, tools)])[0]
+
+    def encode_many(self, tokenizer: Any, conversations: Sequence[tuple[list[Message], Tools]]) -> list[Encoded]:
+        """`encode` for many conversations, their texts tokenised in one batch."""
+        facts = self._facts_for(tokenizer)
+        texts, all_spans, protected = [], [], []
+        for messages, tools in conversations:
+            validate_messages(messages, for_training=True)
+            render = self._renderer(tokenizer, tools)
+            text = render(messages)
+            texts.append(text)
+            all_spans.append(locate_replies(text, render, messages, facts.header, facts.stops))
+            protected.append(self._protected(tokenizer, text, render, messages))
+        return [
+            self._encoded(tokenized.ids, tokenized.offsets, spans, facts)
+            for tokenized, spans in zip(tokenize(tokenizer, texts, protected), all_spans, strict=True)
+        ]
+
+    def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: Tools = None) -> list[int]:
+        """Ids for inference: the conversation (ending with a user/tool turn) plus the generation prompt."""
+        validate_messages(messages, for_training=False)
+        render = self._renderer(tokenizer, tools, add_generation_prompt=True)
+        text = render(messages)
+        return tokenize(tokenizer, [text], [self._protected(tokenizer, text, render, messages)])[0].ids
+
+    def _renderer(self, tokenizer: Any, tools: Tools, add_generation_prompt: bool = False) -> Any:
+        return lambda messages: self.render(tokenizer, messages, tools, add_generation_prompt)
+
+    def _protected(self, tokenizer: Any, text: str, render: Any, messages: list[Message]) -> list[tuple[int, int]]:
+        """Character spans of the messages whose content holds special-token text (kept as text, A16)."""
+        if not has_control_text(tokenizer, messages):
+            return []
+        spans = []
+        for k, msg in enumerate(messages):
+            if has_control_text(tokenizer, [msg]):
+                region = message_region(text, render, messages, k)
+                spans += [region] if region else []
+        return spans
+
+    def _encoded(self, ids: list[int], offsets: list, spans: list[ReplySpan], facts: _TokenizerFacts) -> Encoded:
+        if not spans:
+            raise DataError("the conversation has no assistant reply to train on")
+        ranges, straddling = token_ranges(ids, offsets, [(s.start, s.end) for s in spans], facts.special_ids)
+        appended = spans[-1].needs_stop and facts.append_id is not None
+        if appended:
+            ids = [*ids, facts.append_id]
+            ranges[-1] = (ranges[-1][0], len(ids))  # through any whitespace the format leaves after the reply
+        for span, (i, j) in zip(spans, ranges, strict=True):
+            if i >= j:
+                raise DataError(f"messages[{span.message_index}]: the assistant reply renders as no tokens")
+        encoded = Encoded(list(ids), [], ranges, straddling, appended)
+        encoded.labels = encoded.labels_for(range(len(ranges)))
+        return encoded
+
+
+def _adds_bos(tokenizer: Any) -> bool:
+    if tokenizer.bos_token_id is None:
+        return False
+    return tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [tokenizer.bos_token_id]

@@ -2,87 +2,122 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
-from lmforge.templates.base import ChatTemplate
-from lmforge.templates.families import chatml, deepseek, gemma, generic, glm4, llama2, llama3, mistral, phi, qwen
-from lmforge.templates.jinja import JinjaTemplate
+from lmforge.templates.base import ChatTemplate, Message
+from lmforge.templates.families import SPECS
+from lmforge.templates.spec import TemplateSpec
 from lmforge.utils.errors import ConfigError, DataError, did_you_mean
 from lmforge.utils.logging import get_logger
-from lmforge.utils.registry import Registry
 
 logger = get_logger(__name__)
 
-TEMPLATES: Registry[ChatTemplate] = Registry("chat template")
-TEMPLATES.register("default", generic.DEFAULT)
-TEMPLATES.register("plain", generic.PLAIN)
-TEMPLATES.register("alpaca", generic.ALPACA)
-TEMPLATES.register("vicuna", generic.VICUNA)
-TEMPLATES.register("chatml", chatml.CHATML)
-TEMPLATES.register("qwen", qwen.QWEN)
-TEMPLATES.register("qwen3", qwen.QWEN3)
-TEMPLATES.register("llama2", llama2.LLAMA2)
-TEMPLATES.register("llama3", llama3.LLAMA3)
-TEMPLATES.register("mistral", mistral.MISTRAL)
-TEMPLATES.register("gemma", gemma.GEMMA)
-TEMPLATES.register("glm4", glm4.GLM4)
-TEMPLATES.register("phi", phi.PHI)
-TEMPLATES.register("deepseek", deepseek.DEEPSEEK)
-
 AUTO = "auto"
-_SAMPLE = [
-    {"role": "system", "content": "You are terse."},
+TEMPLATES: dict[str, TemplateSpec] = {spec.name: spec for spec in SPECS}
+ALIASES: dict[str, str] = {alias: spec.name for spec in SPECS for alias in spec.aliases}
+
+# A8 samples: with and without a system message, one and two replies (some templates refuse a system message).
+_SYSTEM = {"role": "system", "content": "You are terse."}
+_TURNS = [
     {"role": "user", "content": "Name a prime number."},
     {"role": "assistant", "content": "Seven."},
     {"role": "user", "content": "And an even one?"},
     {"role": "assistant", "content": "Two."},
 ]
+_A8_SAMPLES: tuple[list[Message], ...] = (_TURNS, [_SYSTEM, *_TURNS], _TURNS[:2])
 
 
 def template_names() -> list[str]:
-    """Every valid `template:` value."""
-    return [AUTO, *TEMPLATES.names()]
+    """Every valid `template:` value (aliases included)."""
+    return [AUTO, *TEMPLATES, *ALIASES]
 
 
-def get_template(name: str, tokenizer: Any) -> ChatTemplate:
-    """The named template; `auto` renders the tokenizer's own Jinja chat template (in a sandbox)."""
-    if name != AUTO:
-        if name not in TEMPLATES:
-            valid = template_names()
-            raise ConfigError(f"unknown template {name!r}{did_you_mean(name, valid)}; valid names: {', '.join(valid)}")
-        return TEMPLATES.get(name)
+def template_table() -> list[tuple[str, str, str]]:
+    """(name, aliases, models) per named template, for `lmforge templates`."""
+    return [(spec.name, ", ".join(spec.aliases), spec.models) for spec in SPECS]
+
+
+def get_template(name: str, tokenizer: Any, options: dict[str, Any] | None = None) -> ChatTemplate:
+    """The named template; `auto` is the tokenizer's own Jinja chat template. `options` set template variables
+    (e.g. `enable_thinking`, `date_string`)."""
+    if name == AUTO:
+        return _auto_template(tokenizer, options)
+    spec = TEMPLATES.get(ALIASES.get(name, name))
+    if spec is None:
+        valid = template_names()
+        raise ConfigError(f"unknown template {name!r}{did_you_mean(name, valid)}; valid names: {', '.join(valid)}")
+    return ChatTemplate(spec.name, spec.jinja, spec=spec, options=options)
+
+
+def _auto_template(tokenizer: Any, options: dict[str, Any] | None) -> ChatTemplate:
     source = getattr(tokenizer, "chat_template", None)
+    if isinstance(source, dict):  # several named templates: the default one
+        source = source.get("default")
     if not isinstance(source, str) or not source:
         raise ConfigError(
-            "template: auto needs a tokenizer with a chat_template; choose a named template instead: "
-            + ", ".join(TEMPLATES.names())
+            "template: auto needs a tokenizer with a chat_template; choose a named template instead "
+            "(`lmforge templates` lists them): " + ", ".join(TEMPLATES)
         )
     logger.info("template: auto — using the tokenizer's own chat template")
-    return JinjaTemplate(source, name=AUTO, tokenizer=tokenizer)
+    return ChatTemplate(AUTO, source, stop_ids=generation_stop_ids(tokenizer), options=options)
 
 
-def _ids(template: ChatTemplate, tokenizer: Any, messages: list[dict]) -> list[int]:
-    return [i for turn in template.encode_turns(tokenizer, messages) for i in turn.prompt_ids + turn.response_ids]
+def generation_stop_ids(tokenizer: Any) -> list[int]:
+    """The eos ids of the model's generation_config.json beside its tokenizer (what the model stops on)."""
+    folder = getattr(tokenizer, "name_or_path", "") or ""
+    path = os.path.join(folder, "generation_config.json")
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            eos = json.load(f).get("eos_token_id")
+    except (OSError, ValueError):
+        return []
+    ids = eos if isinstance(eos, list) else [eos]
+    return [i for i in ids if isinstance(i, int)]
 
 
 def check_template_matches_tokenizer(template: ChatTemplate, tokenizer: Any) -> str | None:
-    """A warning text when `template` renders a sample differently from the tokenizer's own template, else None."""
+    """A warning text when `template` encodes a sample differently from `tokenizer.apply_chat_template`."""
     source = getattr(tokenizer, "chat_template", None)
-    if not isinstance(source, str) or not source or isinstance(template, JinjaTemplate):
+    if not source or template.name == AUTO:
         return None
-    theirs_template = JinjaTemplate(source, name="tokenizer")
-    for sample in (_SAMPLE, _SAMPLE[1:]):  # some templates reject a system message
+    for sample in _A8_SAMPLES:
         try:
-            theirs = _ids(theirs_template, tokenizer, sample)
-        except DataError:
+            theirs = tokenizer.apply_chat_template(sample, tokenize=True, return_dict=False)
+        except Exception:
             continue
-        ours = _ids(template, tokenizer, sample)
-        if ours == theirs:
-            return None
-        return (
-            f"template '{template.name}' renders conversations differently from the tokenizer's own chat template "
-            f"(set template: auto to use the tokenizer's). First 40 tokens:\n"
-            f"  {template.name}: {tokenizer.convert_ids_to_tokens(ours[:40])}\n"
-            f"  tokenizer: {tokenizer.convert_ids_to_tokens(theirs[:40])}"
-        )
+        try:
+            encoded = template.encode(tokenizer, sample)
+            ours = encoded.input_ids[:-1] if encoded.appended_stop else encoded.input_ids
+        except DataError as err:
+            return (
+                f"template '{template.name}' cannot encode a conversation the tokenizer's own template accepts: {err}"
+            )
+        if ours != theirs:
+            return _mismatch(template.name, tokenizer, ours, theirs)
+        try:
+            theirs = tokenizer.apply_chat_template(sample[:-1], tokenize=True, return_dict=False,
+                                                   add_generation_prompt=True)  # fmt: skip
+        except Exception:
+            continue
+        ours = template.encode_prompt(tokenizer, sample[:-1])
+        if ours != theirs:
+            return _mismatch(template.name, tokenizer, ours, theirs, "prompts")
     return None
+
+
+def _mismatch(name: str, tokenizer: Any, ours: list[int], theirs: list[int], what: str = "conversations") -> str:
+    first = next(
+        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
+    )
+    lo = max(0, first - 4)
+    return (
+        f"template '{name}' encodes {what} differently from the tokenizer's own chat template (set template: auto "
+        f"to use the tokenizer's, or pick the named template for this model: `lmforge templates`). "
+        f"First difference at token {first}:\n"
+        f"  {name}: {tokenizer.convert_ids_to_tokens(ours[lo : first + 8])}\n"
+        f"  tokenizer: {tokenizer.convert_ids_to_tokens(theirs[lo : first + 8])}"
+    )

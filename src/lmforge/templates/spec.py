@@ -35,3 +35,6 @@ class TemplateSpec:
     options: dict[str, Any] = field(default_factory=dict)
     #: whether the real template renders `tools` / `tool_calls` / tool messages
     supports_tools: bool = False
+    #: a format without control tokens of its own, used with any tokenizer (alpaca, vicuna...): it writes
+    #: `bos_token` only when that tokenizer's own encoding adds one
+    generic: bool = False

@@ -6,8 +6,7 @@ import string
 from typing import Any
 
 from lmforge.config.schema import DataConfig, RunConfig
-from lmforge.templates.base import ChatTemplate, EncodedTurn
-from lmforge.utils.errors import DataError
+from lmforge.templates.base import ChatTemplate
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 
@@ -29,38 +28,17 @@ def build_char_tokenizer() -> Any:
     return tok
 
 
+FAKE_CHATML_JINJA = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content if m.content else m.tool_calls | string }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
 class FakeChatML(ChatTemplate):
-    """`<|im_start|>role\\ncontent<|im_end|>\\n` per message; the response is the content plus <|im_end|>."""
+    """`<|im_start|>role\ncontent<|im_end|>\n` per message; a reply trains its content plus <|im_end|>."""
 
-    name = "fake_chatml"
-    eos_token = "<|im_end|>"
-
-    def _ids(self, tokenizer: Any, text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def _header(self, role: str) -> str:
-        return f"<|im_start|>{role}\n"
-
-    def encode_turns(self, tokenizer: Any, messages: list[dict], tools: str | None = None) -> list[EncodedTurn]:
-        if not messages or messages[-1]["role"] != "assistant":
-            raise DataError("conversation must end with an assistant message")
-        turns, prompt = [], ""
-        for msg in messages:
-            if msg["role"] == "assistant":
-                content = msg["content"] or str(msg.get("tool_calls"))
-                prompt += self._header("assistant")
-                turns.append(EncodedTurn(self._ids(tokenizer, prompt), self._ids(tokenizer, content + "<|im_end|>")))
-                prompt = "\n"
-            else:
-                prompt += f"{self._header(msg['role'])}{msg['content']}<|im_end|>\n"
-        return turns
-
-    def encode_prompt(self, tokenizer: Any, messages: list[dict], tools: str | None = None) -> list[int]:
-        text = "".join(f"{self._header(m['role'])}{m['content']}<|im_end|>\n" for m in messages)
-        return self._ids(tokenizer, text + self._header("assistant"))
-
-    def stop_token_ids(self, tokenizer: Any) -> list[int]:
-        return [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    def __init__(self, name: str = "fake_chatml") -> None:
+        super().__init__(name, FAKE_CHATML_JINJA)
 
 
 def make_cfg(tmp_path, datasets: list, stage: str = "sft", train: dict | None = None, **data: Any) -> RunConfig:

@@ -40,21 +40,21 @@ def _expected(tokenizer):
     r1 = _ids(tokenizer, "b<|im_end|>")
     p2 = _ids(tokenizer, "\n<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\n")
     r2 = _ids(tokenizer, "d<|im_end|>")
-    return p1, r1, p2, r2
+    return p1, r1, p2, r2, _ids(tokenizer, "\n")
 
 
 def test_sft_masks_prompts_and_trains_every_response(tokenizer, template):
-    p1, r1, p2, r2 = _expected(tokenizer)
+    p1, r1, p2, r2, end = _expected(tokenizer)
     row = encode_conversation(CONV, template, tokenizer, DataConfig(cutoff_len=100))
-    assert row["input_ids"] == p1 + r1 + p2 + r2
-    assert row["labels"] == [M] * len(p1) + r1 + [M] * len(p2) + r2
+    assert row["input_ids"] == p1 + r1 + p2 + r2 + end
+    assert row["labels"] == [M] * len(p1) + r1 + [M] * len(p2) + r2 + [M] * len(end)
     assert row["_drop"] == "" and not row["_truncated"]
 
 
 def test_sft_mask_history_trains_only_the_last_turn(tokenizer, template):
-    p1, r1, p2, r2 = _expected(tokenizer)
+    p1, r1, p2, r2, end = _expected(tokenizer)
     row = encode_conversation(CONV, template, tokenizer, DataConfig(cutoff_len=100, mask_history=True))
-    assert row["labels"] == [M] * (len(p1) + len(r1) + len(p2)) + r2
+    assert row["labels"] == [M] * (len(p1) + len(r1) + len(p2)) + r2 + [M] * len(end)
 
 
 def test_sft_train_on_prompt_trains_everything(tokenizer, template):

@@ -106,10 +106,10 @@ def test_special_token_text_is_counted_and_never_encoded_as_the_special_id(tmp_p
 class _RejectsBoom(FakeChatML):
     """Rejects one conversation at encoding time (after conversion), like a template the row cannot fit."""
 
-    def encode_turns(self, tokenizer: object, messages: list[dict], tools: str | None = None) -> list:
-        if any("boom" in m["content"] for m in messages):
+    def encode_many(self, tokenizer: object, conversations) -> list:
+        if any("boom" in m["content"] for messages, _ in conversations for m in messages):
             raise DataError("cannot encode this conversation")
-        return super().encode_turns(tokenizer, messages, tools)
+        return super().encode_many(tokenizer, conversations)
 
 
 def test_encoding_error_names_the_failing_row_of_a_batch(tmp_path, tokenizer):

@@ -24,7 +24,7 @@ def _chat_file(tmp_path, n: int = 6):
 
 def test_preview_marks_trained_spans_reports_counts_and_dumps(tmp_path, tokenizer, template, monkeypatch, capsys):
     monkeypatch.setattr(preview, "_load_tokenizer", lambda cfg: tokenizer)
-    monkeypatch.setattr(lmforge.templates, "get_template", lambda name, tok: template, raising=False)
+    monkeypatch.setattr(lmforge.templates, "get_template", lambda name, tok, options=None: template, raising=False)
     cfg = make_cfg(tmp_path, _chat_file(tmp_path))
     dump = tmp_path / "dump.jsonl"
     preview.preview_command(cfg, n=2, dump=str(dump))

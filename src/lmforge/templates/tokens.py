@@ -1,0 +1,161 @@
+"""Rendered conversations -> token ids with character offsets, and labels from reply character spans.
+
+A rendering is tokenised once, as a whole, exactly as `tokenizer.apply_chat_template(..., tokenize=True)` does
+(no BOS/EOS added: the template writes them), so training sees the ids inference sees. Labels come from
+character spans: a token is trained when any of its characters lies in a reply span. A token that also covers
+characters outside the span (a BPE merge across the header/reply edge, such as Qwen's ``\\n\\n`` when a reply
+starts with a newline) is trained, since it carries reply text; such tokens are counted as *straddling*.
+
+Special-token text typed inside a message (a literal ``<|im_end|>``) stays plain text (QUALITY A16): those rows
+are split at the protected occurrences and each part tokenised on its own; they are rare and counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from lmforge.utils.errors import ConfigError
+
+IGNORE_INDEX = -100
+Offsets = list[tuple[int, int]]
+_MAX_WORKERS = 2  # chunks encoded at once; more threads gained nothing on the benchmark machine
+_MIN_PARALLEL_TEXTS = 256  # below this a thread pool costs more than it saves
+
+
+@dataclass
+class Tokenized:
+    ids: list[int]
+    offsets: Offsets
+
+
+@lru_cache(maxsize=32)
+def _special_pattern(specials: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not specials:
+        return None
+    return re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
+
+
+def special_tokens_of(tokenizer: Any) -> dict[str, int]:
+    """Special added tokens (content -> id): the strings that template text may use as control tokens."""
+    return {tok.content: idx for idx, tok in tokenizer.added_tokens_decoder.items() if tok.special}
+
+
+def has_control_text(tokenizer: Any, messages: list[dict]) -> bool:
+    """Whether any message content contains special-token text (the data layer counts such rows, QUALITY A16)."""
+    pattern = _special_pattern(tuple(special_tokens_of(tokenizer)))
+    return pattern is not None and any(
+        isinstance(m.get("content"), str) and pattern.search(m["content"]) for m in messages
+    )
+
+
+def _backend(tokenizer: Any) -> Any:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch"):
+        raise ConfigError(
+            f"{type(tokenizer).__name__} is not a fast (Rust) tokenizer; lmforge needs one to align labels with "
+            "the text (every model on the Hugging Face hub has a tokenizer.json or converts to one)"
+        )
+    return backend
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], protected: Sequence[Sequence[tuple[int, int]]]) -> list[Tokenized]:
+    """Each text's ids and character offsets; special-token text inside `protected[i]` spans stays text."""
+    backend = _backend(tokenizer)
+    out: list[Tokenized | None] = [None] * len(texts)
+    plain = [i for i in range(len(texts)) if not protected[i]]
+    for i, encoding in zip(plain, _encode_batch(backend, [texts[i] for i in plain]), strict=True):
+        out[i] = Tokenized(encoding.ids, encoding.offsets)
+    pattern = _special_pattern(tuple(special_tokens_of(tokenizer)))
+    for i in range(len(texts)):
+        if protected[i]:
+            out[i] = _tokenize_protected(backend, texts[i], protected[i], pattern)
+    return [t for t in out if t is not None]
+
+
+def _encode_batch(backend: Any, texts: list[str]) -> list[Any]:
+    """`encode_batch` in chunks on Python threads: the Rust encoder releases the GIL, so chunks run in parallel.
+
+    Rust's own thread pool stays off when TOKENIZERS_PARALLELISM=false; these threads do not depend on it.
+    """
+    workers = min(_MAX_WORKERS, os.cpu_count() or 1)
+    if workers < 2 or len(texts) < _MIN_PARALLEL_TEXTS:
+        return backend.encode_batch(texts, add_special_tokens=False) if texts else []
+    step = -(-len(texts) // workers)
+    chunks = [texts[k : k + step] for k in range(0, len(texts), step)]
+    with ThreadPoolExecutor(workers) as pool:
+        parts = pool.map(lambda chunk: backend.encode_batch(chunk, add_special_tokens=False), chunks)
+        return [encoding for part in parts for encoding in part]
+
+
+def _tokenize_protected(
+    backend: Any, text: str, spans: Sequence[tuple[int, int]], pattern: re.Pattern[str] | None
+) -> Tokenized:
+    """Split at special-token text inside `spans`; those parts are encoded as text, the rest as usual."""
+    cuts = [
+        (m.start(), m.end())
+        for m in (pattern.finditer(text) if pattern else ())
+        if any(lo <= m.start() and m.end() <= hi for lo, hi in spans)
+    ]
+    parts: list[tuple[int, int, bool]] = []
+    pos = 0
+    for lo, hi in cuts:
+        if lo > pos:
+            parts.append((pos, lo, False))
+        parts.append((lo, hi, True))
+        pos = hi
+    if pos < len(text):
+        parts.append((pos, len(text), False))
+    ids: list[int] = []
+    offsets: Offsets = []
+    for lo, hi, literal in parts:
+        with _special_tokens_as_text(backend, literal):
+            encoding = backend.encode(text[lo:hi], add_special_tokens=False)
+        ids += encoding.ids
+        offsets += [(a + lo, b + lo) for a, b in encoding.offsets]
+    return Tokenized(ids, offsets)
+
+
+@contextmanager
+def _special_tokens_as_text(backend: Any, on: bool = True) -> Iterator[None]:
+    """The backend flag that transformers flips for `split_special_tokens`, restored so no later encode is affected."""
+    previous = backend.encode_special_tokens
+    backend.encode_special_tokens = on
+    try:
+        yield
+    finally:
+        backend.encode_special_tokens = previous
+
+
+def token_ranges(
+    ids: list[int], offsets: Offsets, spans: Sequence[tuple[int, int]], special_ids: Collection[int]
+) -> tuple[list[tuple[int, int]], int]:
+    """Token index ranges [i, j) of the tokens overlapping each character span, and how many straddle an edge.
+
+    A special token that starts before the span is template text, never trained, even when it swallowed the
+    reply's first whitespace (added tokens with `rstrip`, as Phi-3's `<|assistant|>`); a special token that ends
+    after the span is the reply's stop token with its swallowed whitespace, trained and not counted.
+    """
+    starts = [a for a, _ in offsets]
+    ends = [b for _, b in offsets]
+    ranges: list[tuple[int, int]] = []
+    straddling = 0
+    for lo, hi in spans:
+        i = bisect.bisect_right(ends, lo)
+        j = bisect.bisect_left(starts, hi, lo=i)
+        while i < j and starts[i] < lo and ids[i] in special_ids:
+            i += 1
+        if i < j:
+            edges = {i} if starts[i] < lo else set()
+            if ends[j - 1] > hi and ids[j - 1] not in special_ids:
+                edges.add(j - 1)
+            straddling += len(edges)
+        ranges.append((i, j))
+    return ranges, straddling
