@@ -1,33 +1,37 @@
-"""Llama 2 chat format: each exchange is `<s>[INST] ... [/INST] reply </s>`; the system text sits in `<<SYS>>`."""
+"""Llama 2 Chat: each exchange is `<s>[INST] ... [/INST] reply </s>`; the system text opens the first user turn in
+`<<SYS>>` tags. Turns must alternate user/assistant after the optional system message; texts are stripped. The
+generation prompt is the last `[/INST]` itself.
+"""
 
 from __future__ import annotations
 
-from lmforge.templates.format import FormatTemplate
+from lmforge.templates.families.fragments import ALTERNATE, SPLIT_SYSTEM, TEXT_OF
+from lmforge.templates.spec import TemplateSpec
 
-_JINJA = r"""{%- set has_system = messages and messages[0].role == 'system' %}
-{%- set ns = namespace(system=messages[0].content | trim if has_system else '') %}
-{%- for message in messages %}
+_JINJA = (
+    TEXT_OF
+    + ALTERNATE
+    + SPLIT_SYSTEM
+    + r"""{{- alternate(turns, 1 if system else 0) }}
+{%- for message in turns %}
 {%- if message.role == 'user' %}
-{{- '<s>[INST] ' + ('<<SYS>>\n' + ns.system + '\n<</SYS>>\n\n' if ns.system else '') }}
-{{- message.content | trim + ' [/INST]' }}
-{%- set ns.system = '' %}
+{%- set head = '<<SYS>>\n' + text_of(system) + '\n<</SYS>>\n\n' if loop.first and system else '' %}
+{{- bos_token + '[INST] ' + (head + text_of(message)).strip() + ' [/INST]' }}
 {%- elif message.role == 'assistant' %}
-{%- if ns.system %}{{- raise_exception('the system prompt needs a user turn after it') }}{%- endif %}
-{{- ' ' + (message.content or '') | trim + ' </s>' }}
+{{- ' ' + text_of(message).strip() + ' ' + eos_token }}
 {%- endif %}
 {%- endfor %}
 """
+)
 
-LLAMA2 = FormatTemplate(
+LLAMA2 = TemplateSpec(
     name="llama2",
-    user="<s>[INST] {content} [/INST]",
-    system_merge="<<SYS>>\n{system}\n<</SYS>>\n\n{content}",
-    generation_prompt="",
-    assistant=" {content} </s>",
-    trim=True,
-    stop_tokens=("</s>",),
+    models="Llama-2 Chat",
+    jinja=_JINJA,
     special_tokens=("<s>", "</s>"),
+    stop_tokens=("</s>",),
     bos_token="<s>",
     eos_token="</s>",
-    jinja_source=_JINJA,
 )
+
+SPECS = (LLAMA2,)
