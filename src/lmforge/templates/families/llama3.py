@@ -80,8 +80,11 @@ _LLAMA31_BODY = (
 {{- header('assistant') }}
 {%- if has_builtin and call.name in builtin_tools %}
 {{- '<|python_tag|>' + call.name + '.call(' }}
+{%- if call.arguments is not mapping %}
+{{- raise_exception('builtin tool-call arguments must be an object') }}
+{%- endif %}
 {%- for name, value in call.arguments | items %}
-{%- if value is not string %}{{- raise_exception('builtin tool-call arguments must be strings') }}{%- endif %}
+{%- if value is not string %}{{- raise_exception('builtin tool-call argument values must be strings') }}{%- endif %}
 {{- name + '="' + value + '"' + (', ' if not loop.last else '') }}
 {%- endfor %}
 {{- ')' }}
@@ -90,6 +93,7 @@ _LLAMA31_BODY = (
 {%- endif %}
 {{- '<|eom_id|>' if has_builtin else '<|eot_id|>' }}
 {%- elif message.role in ['tool', 'ipython'] %}
+{%- if message.content is not defined %}{{- raise_exception('a tool message needs a content') }}{%- endif %}
 {{- header('ipython') }}
 {{- message.content | tojson if message.content is mapping or message.content is iterable else message.content }}
 {{- '<|eot_id|>' }}

@@ -39,7 +39,9 @@ _LEGACY = (
     TEXT_OF
     + ALTERNATE
     + r"""{{- bos_token }}
-{%- if messages[0].role == 'system' %}{{- raise_exception('this template has no system role') }}{%- endif %}
+{%- if messages and messages[0].role == 'system' %}
+{{- raise_exception('this template has no system role') }}
+{%- endif %}
 {{- alternate(messages, 0) }}
 {%- for message in messages %}
 {%- if message.role == 'user' %}{{- '[INST] ' + text_of(message) + ' [/INST]' }}

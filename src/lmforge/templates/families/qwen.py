@@ -4,7 +4,7 @@ r"""Qwen chat formats: ChatML with Qwen's tool conventions, as the released mode
   are a helpful assistant."; tool definitions join the system turn; tool calls are ``<tool_call>`` JSON blocks
   (arguments always as JSON, a string argument too); consecutive tool results share one user turn. ``qwen``,
   lmforge's older name for its own Qwen-like format, now selects this current release.
-* ``qwen2``: the Qwen2 (and Qwen1.5) Instruct release: plain ChatML, every message as its own turn, with the
+* ``qwen2``: the Qwen2 Instruct release: plain ChatML, every message as its own turn, with the
   default system "You are a helpful assistant."; no tools.
 * ``qwen3``: Qwen3 (hybrid thinking). No default system. A reply's reasoning comes from ``reasoning_content`` or
   from a ``<think>...</think>`` prefix of its content; only the replies after the last user query keep a think
@@ -33,11 +33,12 @@ _TOOLS_PROMPT = r"""{%- macro tools_prompt(tools) %}
 {%- endmacro %}
 """
 
-# Inside the message loop: a tool result; consecutive ones share one user turn.
-_TOOL_RESULT = r"""{%- elif message.role == 'tool' %}
-{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}
-{{- '\n<tool_response>\n' ~ message.content ~ '\n</tool_response>' }}
-{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}
+# `tool_result(messages, i)`: the tool result messages[i]; consecutive ones share one user turn.
+_TOOL_RESULT = r"""{%- macro tool_result(messages, i) %}
+{%- if i == 0 or messages[i - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}
+{{- '\n<tool_response>\n' ~ messages[i].content ~ '\n</tool_response>' }}
+{%- if i == messages | length - 1 or messages[i + 1].role != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}
+{%- endmacro %}
 """
 
 _GENERATION_PROMPT = r"""{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}
@@ -53,6 +54,7 @@ _QWEN25 = (
     TEXT_OF
     + CHATML_TURN
     + _TOOLS_PROMPT
+    + _TOOL_RESULT
     + jinja_set(default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
     + r"""{%- set has_system = messages[0].role == 'system' %}
 {%- if tools %}
@@ -73,9 +75,11 @@ _QWEN25 = (
 {{- '\n<tool_call>\n{"name": "' ~ fn.name ~ '", "arguments": ' ~ fn.arguments | tojson ~ '}\n</tool_call>' }}
 {%- endfor %}
 {{- '<|im_end|>\n' }}
+{%- elif message.role == 'tool' %}
+{{- tool_result(messages, loop.index0) }}
+{%- endif %}
+{%- endfor %}
 """
-    + _TOOL_RESULT
-    + "{%- endif %}\n{%- endfor %}\n"
     + _GENERATION_PROMPT
 )
 
@@ -98,6 +102,7 @@ _QWEN3 = (
     TEXT_OF
     + CHATML_TURN
     + _TOOLS_PROMPT
+    + _TOOL_RESULT
     + r"""{%- if tools %}
 {{- '<|im_start|>system\n' + (text_of(messages[0]) + '\n\n' if messages[0].role == 'system' else '') }}
 {{- tools_prompt(tools) + '<|im_end|>\n' }}
@@ -134,9 +139,11 @@ _QWEN3 = (
 {{- (fn.arguments if fn.arguments is string else fn.arguments | tojson) + '}\n</tool_call>' }}
 {%- endfor %}
 {{- '<|im_end|>\n' }}
+{%- elif message.role == 'tool' %}
+{{- tool_result(messages, loop.index0) }}
+{%- endif %}
+{%- endfor %}
 """
-    + _TOOL_RESULT
-    + "{%- endif %}\n{%- endfor %}\n"
     + _GENERATION_PROMPT_THINKING
 )
 
@@ -153,7 +160,7 @@ QWEN25 = TemplateSpec(
 
 QWEN2 = TemplateSpec(
     name="qwen2",
-    models="Qwen2 / Qwen1.5 Instruct (Chat)",
+    models="Qwen2 Instruct",
     jinja=_QWEN2,
     special_tokens=_SPECIAL,
     stop_tokens=_STOP,
