@@ -4,12 +4,13 @@ A conversation is a list of message dicts, the shape `tokenizer.apply_chat_templ
 ``{"role": "system" | "user" | "assistant" | "tool", "content": str}`` (assistant messages may carry
 ``tool_calls`` and ``reasoning_content``). Every template, named or `auto`, is a Jinja chat template rendered in
 a sandbox; the rendering is tokenised once, as a whole, so:
-  * ``encode(messages).input_ids == tokenizer.apply_chat_template(messages, tokenize=True)`` (plus the stop
-    token for formats that end the final reply with none, see `locate`);
-  * ``encode_prompt(messages) == apply_chat_template(messages, add_generation_prompt=True, tokenize=True)``;
+  * ``encode(messages).input_ids == tokenizer.apply_chat_template(messages, tokenize=True,
+    sanitize_control_tokens=True)`` (plus the stop token for formats that end the final reply with none, see
+    `locate`); without special-token text in the messages that is plain `apply_chat_template`;
+  * ``encode_prompt(messages)`` equals the same with ``add_generation_prompt=True``;
   * labels train each assistant reply and the token that ends it, located by character spans (`locate`).
-The one deliberate difference from `apply_chat_template`: special-token text typed inside a message stays text
-(QUALITY A16).
+Special-token text typed inside a message stays text (QUALITY A16), as transformers' `sanitize_control_tokens`
+encodes it.
 """
 
 from __future__ import annotations

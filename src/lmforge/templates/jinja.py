@@ -106,9 +106,11 @@ _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
 def _template_messages(messages: list[Message]) -> list[Message]:
-    """Messages as transformers hands them to a template: reasoning under both names templates read."""
+    """Messages as transformers hands them to a template: keys whose value is None dropped (templates render a
+    literal "None" otherwise), reasoning under both names templates read."""
     out = []
     for msg in messages:
+        msg = {key: value for key, value in msg.items() if value is not None}
         reasoning = next((msg[key] for key in _REASONING_FIELDS if msg.get(key) is not None), None)
         out.append(msg if reasoning is None else {"thinking": reasoning, **msg, "reasoning_content": reasoning})
     return out

@@ -7,7 +7,8 @@ characters outside the span (a BPE merge across the header/reply edge, such as Q
 starts with a newline) is trained, since it carries reply text; such tokens are counted as *straddling*.
 
 Special-token text typed inside a message (a literal ``<|im_end|>``) stays plain text (QUALITY A16): those rows
-are split at the protected occurrences and each part tokenised on its own; they are rare and counted.
+are split at the protected occurrences and each part tokenised on its own, exactly as transformers'
+`apply_chat_template(..., sanitize_control_tokens=True)` does; they are rare and counted.
 """
 
 from __future__ import annotations
@@ -115,12 +116,25 @@ def _tokenize_protected(
         parts.append((pos, len(text), False))
     ids: list[int] = []
     offsets: Offsets = []
+    newline = backend.encode("\n", add_special_tokens=False).ids
     for lo, hi, literal in parts:
-        with _special_tokens_as_text(backend, literal):
-            encoding = backend.encode(text[lo:hi], add_special_tokens=False)
-        ids += encoding.ids
-        offsets += [(a + lo, b + lo) for a, b in encoding.offsets]
+        piece_ids, piece_offsets = _encode_piece(backend, text[lo:hi], literal, newline if lo else None)
+        ids += piece_ids
+        offsets += [(a + lo, b + lo) for a, b in piece_offsets]
     return Tokenized(ids, offsets)
+
+
+def _encode_piece(backend: Any, piece: str, literal: bool, newline: list[int] | None) -> tuple[list[int], Offsets]:
+    """A piece from the middle of a rendering is encoded after a newline, which is then removed, so SentencePiece
+    tokenizers do not add the prefix space they add at the start of a string (as transformers'
+    `apply_chat_template(..., sanitize_control_tokens=True)` does)."""
+    with _special_tokens_as_text(backend, literal):
+        if newline:
+            encoding = backend.encode("\n" + piece, add_special_tokens=False)
+            if encoding.ids[: len(newline)] == newline:
+                return encoding.ids[len(newline) :], [(a - 1, b - 1) for a, b in encoding.offsets[len(newline) :]]
+        encoding = backend.encode(piece, add_special_tokens=False)
+    return encoding.ids, encoding.offsets
 
 
 @contextmanager

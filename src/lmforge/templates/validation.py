@@ -16,7 +16,7 @@ ROLES = ("system", "user", "assistant", "tool")
 def validate_messages(messages: list[dict[str, Any]], *, for_training: bool) -> None:
     """Raise DataError naming the first bad message.
 
-    Training conversations end with an assistant turn; prompts (inference) end with a user, tool or system turn.
+    Training conversations end with an assistant turn; what a prompt may end with is the template's business.
     """
     if not messages:
         raise DataError("messages: empty conversation")
@@ -32,5 +32,3 @@ def validate_messages(messages: list[dict[str, Any]], *, for_training: bool) -> 
     last = messages[-1]["role"]
     if for_training and last != "assistant":
         raise DataError(f"messages[{len(messages) - 1}]: a training conversation must end with an assistant turn")
-    if not for_training and last == "assistant":
-        raise DataError(f"messages[{len(messages) - 1}]: a prompt must end with a user or tool turn, not 'assistant'")

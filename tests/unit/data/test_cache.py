@@ -14,7 +14,7 @@ from lmforge.data.pipeline import build_datasets
 from .helpers import FakeChatML, build_char_tokenizer, make_cfg
 
 
-def OtherTemplate() -> FakeChatML:  # noqa: N802 - stands where a template class stood
+def OtherTemplate() -> FakeChatML:
     return FakeChatML("other")
 
 

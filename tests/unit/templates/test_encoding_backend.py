@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lmforge.templates.encoding import encode_texts
 
 from lmforge.templates import encoding, get_template
-from lmforge.templates.encoding import encode_texts
 from tests.fixtures.tokenizers import FAMILIES, FAMILY_TEMPLATE, load_fixture_tokenizer
 from tests.unit.templates.conversations import conversation
 

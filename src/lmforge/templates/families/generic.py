@@ -64,18 +64,21 @@ def _generic(
 
 DEFAULT = TemplateSpec(
     name="default",
+    generic=True,
     models="any model (Human:/Assistant: turns, no special tokens)",
     jinja=_generic(system=("System: ", "\n"), user=("Human: ", "\n"), prompt="Assistant:", reply=(" ", "\n")),
 )
 
 PLAIN = TemplateSpec(
     name="plain",
+    generic=True,
     models="any model (texts concatenated, EOS after each reply)",
     jinja=_generic(system=("", "\n\n"), user=("", ""), prompt="", reply=("", "")),
 )
 
 ALPACA = TemplateSpec(
     name="alpaca",
+    generic=True,
     models="any model (Alpaca ### Instruction / ### Response)",
     jinja=_generic(
         system=("", "\n\n"),
@@ -90,6 +93,7 @@ ALPACA = TemplateSpec(
 
 VICUNA = TemplateSpec(
     name="vicuna",
+    generic=True,
     models="any model (Vicuna v1.1 USER:/ASSISTANT:)",
     jinja=_generic(
         system=("", " "),

@@ -10,9 +10,9 @@ r"""Llama 3 chat formats: `<|start_header_id|>role<|end_header_id|>\n\n text <|e
   results are ``ipython`` turns holding the content as JSON. Passing ``builtin_tools`` (e.g. ``["brave_search",
   "wolfram_alpha"]``) lists them in the system turn, writes calls to them as ``<|python_tag|>name.call(...)``
   and ends every tool-call turn with ``<|eom_id|>``.
-* ``llama3.2``: the 3.1 format without builtin tools; the real template dates the system turn today when no
-  ``date_string`` is given: our option default fixes it at "26 Jul 2024" (as 3.1's) so renderings do not change
-  from one day to the next; set ``date_string`` to date it otherwise.
+* ``llama3.2``: the 3.1 format without builtin tools; like the real template it dates the system turn today
+  when no ``date_string`` is given (so prompts equal `apply_chat_template`'s); set
+  ``data.template_options: {date_string: ...}`` for renderings that do not change from day to day.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ LLAMA32 = TemplateSpec(
     stop_tokens=("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"),
     bos_token="<|begin_of_text|>",
     eos_token="<|eot_id|>",
-    options={"date_string": "26 Jul 2024", "tools_in_user_message": True},
+    options={"tools_in_user_message": True},
     supports_tools=True,
 )
 
