@@ -22,7 +22,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from lmforge.templates.jinja import Message, compile_template, render_chat
+from lmforge.templates.jinja import Message, RenderLimitError, compile_template, render_chat
 from lmforge.templates.locate import ReplySpan, locate_replies, message_region
 from lmforge.templates.spec import TemplateSpec
 from lmforge.templates.tokens import IGNORE_INDEX, has_control_text, special_tokens_of, token_ranges, tokenize
@@ -154,6 +154,8 @@ class ChatTemplate:
             try:
                 plain = self.render(tokenizer, probe)
                 prompt = self.render(tokenizer, probe, add_generation_prompt=True)
+            except RenderLimitError:
+                raise
             except DataError:
                 continue
             return prompt[len(plain) :] if prompt.startswith(plain) else ""
@@ -166,6 +168,8 @@ class ChatTemplate:
             try:
                 text = self.render(tokenizer, messages)
                 region = message_region(text, lambda m: self.render(tokenizer, m), messages, len(messages) - 1)
+            except RenderLimitError:
+                raise
             except DataError:
                 continue
             after = text[region[1] :] if region else ""

@@ -31,6 +31,10 @@ RENDER_MAX_CHARS = 4_000_000
 _DEADLINE: ContextVar[float] = ContextVar("lmforge_render_deadline", default=math.inf)
 
 
+class RenderLimitError(DataError):
+    """A rendering ran past RENDER_SECONDS or RENDER_MAX_CHARS: the template, not the conversation, is at fault."""
+
+
 def _raise_exception(message: str) -> None:
     raise TemplateError(message)
 
@@ -53,7 +57,7 @@ class _BoundedRange:
         deadline = _DEADLINE.get()
         for i, value in enumerate(self._range):
             if i % 256 == 0 and time.monotonic() > deadline:
-                raise TemplateError(f"rendering took longer than {RENDER_SECONDS:g} s")
+                raise RenderLimitError(f"rendering took longer than {RENDER_SECONDS:g} s")
             yield value
 
 
@@ -66,9 +70,9 @@ def render_bounded(template: Any, **context: Any) -> str:
         for chunk in template.generate(**context):
             size += len(chunk)
             if size > RENDER_MAX_CHARS:
-                raise TemplateError(f"rendering is longer than {RENDER_MAX_CHARS:,} characters")
+                raise RenderLimitError(f"rendering is longer than {RENDER_MAX_CHARS:,} characters")
             if time.monotonic() > deadline:
-                raise TemplateError(f"rendering took longer than {RENDER_SECONDS:g} s")
+                raise RenderLimitError(f"rendering took longer than {RENDER_SECONDS:g} s")
             chunks.append(chunk)
         return "".join(chunks)
     finally:
@@ -146,6 +150,8 @@ def render_chat(
             tools=_tool_list(tools),
             add_generation_prompt=add_generation_prompt,
         )
+    except RenderLimitError as err:
+        raise RenderLimitError(f"chat template '{name}': {err}") from err
     except TemplateError as err:
         if type(err).__name__ == "SecurityError":
             raise
