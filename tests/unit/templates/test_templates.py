@@ -222,7 +222,7 @@ def test_invalid_conversations_are_rejected(messages, expected):
 
 def test_a_template_refusal_names_the_template_and_its_rule():
     tok = real_tokenizer("gemma2")
-    with pytest.raises(DataError, match="template 'gemma2' refused the conversation: .*system role"):
+    with pytest.raises(DataError, match=r"template 'gemma2' refused the conversation: .*system role"):
         get_template("gemma2", tok).encode(tok, [{"role": "system", "content": "S"}, *conv()])
 
 
