@@ -52,11 +52,7 @@ def test_reward_model_scores_what_its_own_template_renders(tmp_path, tiny_model_
     batch = _batch(tokenizer)
     rm = load_reward_model(str(rm_dir))
     rm_rendered = [
-        [
-            i
-            for t in rm.template.encode_turns(rm.tokenizer, [*m, {"role": "assistant", "content": c}])
-            for i in (*t.prompt_ids, *t.response_ids)
-        ]
+        rm.template.encode(rm.tokenizer, [*m, {"role": "assistant", "content": c}]).input_ids
         for m, c in zip(batch.messages, batch.completions, strict=True)
     ]
     policy_ids = [

@@ -47,7 +47,8 @@ def assert_answers_reproduced(model, tokenizer) -> None:
     stops = template.stop_token_ids(tokenizer)
     for question, answer in QA_PAIRS:
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        response = template.encode_turns(tokenizer, messages)[0].response_ids
+        encoded = template.encode(tokenizer, messages)
+        response = encoded.input_ids[slice(*encoded.replies[0])]
         expected = response[: min(i for i, t in enumerate(response) if t in stops) + 1]  # answer + end of turn
         prompt = torch.tensor([template.encode_prompt(tokenizer, messages[:1])])
         with torch.no_grad():

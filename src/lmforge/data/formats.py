@@ -124,10 +124,22 @@ def _short(value: Any) -> str:
 
 
 def _tools(row: dict[str, Any], mapping: dict[str, str]) -> str | None:
-    value = row.get(mapping.get("tools", ""))
+    """Tool definitions as a JSON list in the OpenAI shape chat templates read ({"type": "function", "function":
+    schema}); LLaMA-Factory's bare function schemas are wrapped."""
+    column = mapping.get("tools", "")
+    value = row.get(column)
     if value in (None, "", []):
         return None
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{column}: tools are not valid JSON ({exc.msg}): {_short(value)}") from None
+    tools = value if isinstance(value, list) else [value]
+    if not all(isinstance(tool, dict) for tool in tools):
+        raise DataError(f"{column}: expected a list of tool (function) definitions, got {_short(value)}")
+    wrapped = [tool if "function" in tool else {"type": "function", "function": tool} for tool in tools]
+    return json.dumps(wrapped, ensure_ascii=False)
 
 
 def _check_responses(messages: list[dict[str, Any]]) -> None:
@@ -170,6 +182,20 @@ def _tool_calls(value: str, path: str) -> list[dict[str, Any]]:
     return [{"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}} for c in calls]
 
 
+def _link_tool_calls(messages: list[dict[str, Any]]) -> None:
+    """Give ShareGPT tool calls ids and their results the matching tool_call_id, in order (templates such as
+    Mistral's require 9-character alphanumeric ids)."""
+    pending: list[str] = []
+    count = 0
+    for msg in messages:
+        for call in msg.get("tool_calls") or []:
+            call["id"] = f"call{count:05d}"
+            pending.append(call["id"])
+            count += 1
+        if msg["role"] == "tool" and pending:
+            msg["tool_call_id"] = pending.pop(0)
+
+
 def convert_sharegpt(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
     tags = {**SHAREGPT_TAGS, **spec.tags}
     roles = {
@@ -203,7 +229,11 @@ def convert_sharegpt(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, 
         else:
             messages.append({"role": roles[tag], "content": content})
     _check_responses(messages)
+    _link_tool_calls(messages)
     return {"messages": messages, "tools": _tools(row, mapping)}
+
+
+_OPENAI_EXTRA_KEYS = ("tool_call_id", "name", "reasoning_content")
 
 
 def convert_openai(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
@@ -229,6 +259,9 @@ def convert_openai(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, st
             if role != "assistant" or not isinstance(calls, list):
                 raise DataError(f"{path}.tool_calls: expected a list on an assistant message")
             out["tool_calls"] = calls
+        for key in _OPENAI_EXTRA_KEYS:  # what chat templates read besides role/content
+            if isinstance(msg.get(key), str):
+                out[key] = msg[key]
         messages.append(out)
     _check_responses(messages)
     return {"messages": messages, "tools": _tools(row, mapping)}

@@ -33,10 +33,10 @@ def test_letter_ids_are_the_single_tokens_a_reply_starts_with(family: str) -> No
     assert [tokenizer.decode([i]).strip() for i in letters.ids] == LETTERS
     assert len(set(letters.ids)) == 4
     for letter, token in zip(LETTERS, letters.ids, strict=True):  # the id training puts first in reply "X"
-        turns = template.encode_turns(
+        encoded = template.encode(
             tokenizer, [{"role": "user", "content": "q"}, {"role": "assistant", "content": letter}]
         )
-        assert turns[-1].response_ids[len(letters.reply_prefix)] == token
+        assert encoded.input_ids[encoded.replies[-1][0] + len(letters.reply_prefix)] == token
 
 
 def test_multi_token_option_label_is_refused() -> None:
@@ -52,8 +52,8 @@ def test_prompt_is_the_training_prefix_of_the_solved_conversation() -> None:
     messages = choice.build_messages(Q, [SHOT], "elementary_arithmetic", "mmlu")
     assert messages[0]["content"].startswith("The following are multiple choice questions (with answers) about elem")
     assert messages[-1]["content"] == "What is 2 + 3?\nA. 4\nB. 5\nC. 6\nD. 7\nAnswer:"
-    turns = template.encode_turns(tokenizer, [*messages, {"role": "assistant", "content": "B"}])
-    prefix = [i for t in turns[:-1] for i in t.prompt_ids + t.response_ids] + turns[-1].prompt_ids
+    encoded = template.encode(tokenizer, [*messages, {"role": "assistant", "content": "B"}])
+    prefix = encoded.input_ids[: encoded.replies[-1][0]]
     prompt = template.encode_prompt(tokenizer, messages)
     assert prompt == prefix and prompt.count(tokenizer.bos_token_id) == 1
 

@@ -29,8 +29,8 @@ def test_chat_prompt_ids_equal_training_prefix_ids(family: str, template_name: s
     """C3/C17: what chat sends for messages[:-1] is exactly the training prefix of the last reply."""
     tokenizer = load_fixture_tokenizer(family)
     template = get_template(template_name, tokenizer)
-    turns = template.encode_turns(tokenizer, CONVERSATION)
-    prefix = [i for t in turns[:-1] for i in t.prompt_ids + t.response_ids] + turns[-1].prompt_ids
+    encoded = template.encode(tokenizer, CONVERSATION)
+    prefix = encoded.input_ids[: encoded.replies[-1][0]]
     engine = ChatEngine(None, tokenizer, template)  # prompt building needs no model
     ids = engine.prompt_ids(CONVERSATION[:-1])
     assert ids == prefix

@@ -140,8 +140,8 @@ def test_api_prompt_ids_equal_training_prefix_ids(served: tuple[openai.OpenAI, A
     """C17: the ids the server queues for a conversation are the training prefix of its last assistant turn."""
     client, app = served
     conversation = [*MESSAGES, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Another?"}]
-    turns = engine.template.encode_turns(engine.tokenizer, [*conversation, {"role": "assistant", "content": "Red."}])
-    prefix = [i for t in turns[:-1] for i in t.prompt_ids + t.response_ids] + turns[-1].prompt_ids
+    encoded = engine.template.encode(engine.tokenizer, [*conversation, {"role": "assistant", "content": "Red."}])
+    prefix = encoded.input_ids[: encoded.replies[-1][0]]
     worker, seen = app.state.worker, []
     original = worker.submit
     worker.submit = lambda rows: (seen.extend(r.prompt_ids for r in rows), original(rows))[1]
