@@ -16,7 +16,7 @@ encodes it.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,15 @@ from jinja2 import TemplateError
 from lmforge.templates.jinja import Message, RenderLimitError, compile_template, render_chat
 from lmforge.templates.locate import ReplySpan, locate_replies, message_region
 from lmforge.templates.spec import TemplateSpec
-from lmforge.templates.tokens import IGNORE_INDEX, has_control_text, special_tokens_of, token_ranges, tokenize
+from lmforge.templates.tokens import (
+    IGNORE_INDEX,
+    Tokenized,
+    has_control_text,
+    special_tokens_of,
+    token_ranges,
+    tokenize,
+    tokenize_stream,
+)
 from lmforge.templates.validation import validate_messages
 from lmforge.utils.errors import ConfigError, DataError
 
@@ -131,6 +139,10 @@ class ChatTemplate:
 
     def _learn(self, tokenizer: Any) -> _TokenizerFacts:
         context: dict[str, Any] = {**tokenizer.special_tokens_map, **self.options}
+        if self.spec is not None:  # a named format on a tokenizer without its BOS/EOS still writes them
+            for key, value in (("bos_token", self.spec.bos_token), ("eos_token", self.spec.eos_token)):
+                if value and not context.get(key):
+                    context[key] = value
         if self.spec is not None and self.spec.generic and not _adds_bos(tokenizer):
             context["bos_token"] = ""  # generic formats write BOS only where the tokenizer's own encoding would
         facts = _TokenizerFacts(header="", stops=(), stop_ids=[], append_id=None, context=context)
@@ -189,18 +201,18 @@ class ChatTemplate:
     def encode_many(self, tokenizer: Any, conversations: Sequence[tuple[list[Message], Tools]]) -> list[Encoded]:
         """`encode` for many conversations, their texts tokenised in one batch."""
         facts = self._facts_for(tokenizer)
-        texts, all_spans, protected = [], [], []
-        for messages, tools in conversations:
-            validate_messages(messages, for_training=True)
-            render = self._renderer(tokenizer, tools)
-            text = render(messages)
-            texts.append(text)
-            all_spans.append(locate_replies(text, render, messages, facts.header, facts.stops))
-            protected.append(self._protected(tokenizer, text, render, messages))
-        return [
-            self._encoded(tokenized.ids, tokenized.offsets, spans, facts)
-            for tokenized, spans in zip(tokenize(tokenizer, texts, protected), all_spans, strict=True)
-        ]
+        all_spans: list[list[ReplySpan]] = []
+
+        def rendered() -> Iterator[tuple[str, list[tuple[int, int]]]]:
+            for messages, tools in conversations:
+                validate_messages(messages, for_training=True)
+                render = self._renderer(tokenizer, tools)
+                text = render(messages)
+                all_spans.append(locate_replies(text, render, messages, facts.header, facts.stops))
+                yield text, self._protected(tokenizer, text, render, messages)
+
+        tokenized = tokenize_stream(tokenizer, rendered())
+        return [self._encoded(t, spans, facts) for t, spans in zip(tokenized, all_spans, strict=True)]
 
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: Tools = None) -> list[int]:
         """Ids for inference: the conversation (ending with a user/tool turn) plus the generation prompt."""
@@ -223,10 +235,11 @@ class ChatTemplate:
                 spans += [region] if region else []
         return spans
 
-    def _encoded(self, ids: list[int], offsets: list, spans: list[ReplySpan], facts: _TokenizerFacts) -> Encoded:
+    def _encoded(self, tokenized: Tokenized, spans: list[ReplySpan], facts: _TokenizerFacts) -> Encoded:
         if not spans:
             raise DataError("the conversation has no assistant reply to train on")
-        ranges, straddling = token_ranges(ids, offsets, [(s.start, s.end) for s in spans], facts.special_ids)
+        ranges, straddling = token_ranges(tokenized, [(s.start, s.end) for s in spans], facts.special_ids)
+        ids = tokenized.ids
         appended = spans[-1].needs_stop and facts.append_id is not None
         if appended:
             ids = [*ids, facts.append_id]

@@ -16,25 +16,48 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from lmforge.utils.errors import ConfigError
 
 IGNORE_INDEX = -100
 Offsets = list[tuple[int, int]]
 _MAX_WORKERS = 2  # chunks encoded at once; more threads gained nothing on the benchmark machine
-_MIN_PARALLEL_TEXTS = 256  # below this a thread pool costs more than it saves
+_CHUNK = 128  # texts per worker task: small enough to overlap with rendering, large enough to amortise a call
+
+
+class CharIndex(Protocol):
+    """Char <-> token lookups, as a `tokenizers.Encoding` answers them (in Rust, without building the offsets)."""
+
+    def char_to_token(self, char_pos: int) -> int | None: ...
+
+    def token_to_chars(self, token_index: int) -> tuple[int, int] | None: ...
 
 
 @dataclass
 class Tokenized:
     ids: list[int]
-    offsets: Offsets
+    index: CharIndex
+
+
+class _Offsets:
+    """`CharIndex` over offsets assembled in Python (rows tokenised in pieces)."""
+
+    def __init__(self, offsets: Offsets) -> None:
+        self.offsets = offsets
+        self.ends = [b for _, b in offsets]
+
+    def char_to_token(self, char_pos: int) -> int | None:
+        i = bisect.bisect_right(self.ends, char_pos)
+        return i if i < len(self.offsets) and self.offsets[i][0] <= char_pos else None
+
+    def token_to_chars(self, token_index: int) -> tuple[int, int] | None:
+        return self.offsets[token_index]
 
 
 @lru_cache(maxsize=32)
@@ -68,32 +91,50 @@ def _backend(tokenizer: Any) -> Any:
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], protected: Sequence[Sequence[tuple[int, int]]]) -> list[Tokenized]:
-    """Each text's ids and character offsets; special-token text inside `protected[i]` spans stays text."""
+    """Each text's ids and char index; special-token text inside `protected[i]` spans stays text."""
+    return tokenize_stream(tokenizer, zip(texts, protected, strict=True))
+
+
+def tokenize_stream(tokenizer: Any, items: Iterable[tuple[str, Sequence[tuple[int, int]]]]) -> list[Tokenized]:
+    """`tokenize` for (text, protected spans) pairs produced lazily: while the caller renders the next texts
+    (Python), chunks of finished ones are tokenised on worker threads (Rust, which releases the GIL), so both
+    CPU cores work. Rows with protected spans are tokenised afterwards on this thread, since they flip a flag
+    of the shared tokenizer. Rust's own thread pool stays off when TOKENIZERS_PARALLELISM=false; these threads
+    do not depend on it."""
     backend = _backend(tokenizer)
-    out: list[Tokenized | None] = [None] * len(texts)
-    plain = [i for i in range(len(texts)) if not protected[i]]
-    for i, encoding in zip(plain, _encode_batch(backend, [texts[i] for i in plain]), strict=True):
-        out[i] = Tokenized(encoding.ids, encoding.offsets)
+    out: list[Tokenized | None] = []
+    protected_rows: list[tuple[int, str, Sequence[tuple[int, int]]]] = []
+    pending: list[tuple[int, str]] = []
+    futures: list[tuple[list[int], Future]] = []
+    workers = min(_MAX_WORKERS, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        for text, protected in items:
+            out.append(None)
+            if protected:
+                protected_rows.append((len(out) - 1, text, protected))
+                continue
+            pending.append((len(out) - 1, text))
+            if len(pending) == _CHUNK and workers > 1:
+                futures.append(_submit(pool, backend, pending))
+                pending = []
+        for positions, future in [*futures, _run_here(backend, pending)]:
+            for i, encoding in zip(positions, future.result(), strict=True):
+                out[i] = Tokenized(encoding.ids, encoding)
     pattern = _special_pattern(tuple(special_tokens_of(tokenizer)))
-    for i in range(len(texts)):
-        if protected[i]:
-            out[i] = _tokenize_protected(backend, texts[i], protected[i], pattern)
+    for i, text, protected in protected_rows:
+        out[i] = _tokenize_protected(backend, text, protected, pattern)
     return [t for t in out if t is not None]
 
 
-def _encode_batch(backend: Any, texts: list[str]) -> list[Any]:
-    """`encode_batch` in chunks on Python threads: the Rust encoder releases the GIL, so chunks run in parallel.
+def _submit(pool: ThreadPoolExecutor, backend: Any, rows: list[tuple[int, str]]) -> tuple[list[int], Future]:
+    texts = [text for _, text in rows]
+    return [i for i, _ in rows], pool.submit(backend.encode_batch, texts, add_special_tokens=False)
 
-    Rust's own thread pool stays off when TOKENIZERS_PARALLELISM=false; these threads do not depend on it.
-    """
-    workers = min(_MAX_WORKERS, os.cpu_count() or 1)
-    if workers < 2 or len(texts) < _MIN_PARALLEL_TEXTS:
-        return backend.encode_batch(texts, add_special_tokens=False) if texts else []
-    step = -(-len(texts) // workers)
-    chunks = [texts[k : k + step] for k in range(0, len(texts), step)]
-    with ThreadPoolExecutor(workers) as pool:
-        parts = pool.map(lambda chunk: backend.encode_batch(chunk, add_special_tokens=False), chunks)
-        return [encoding for part in parts for encoding in part]
+
+def _run_here(backend: Any, rows: list[tuple[int, str]]) -> tuple[list[int], Future]:
+    done: Future = Future()
+    done.set_result(backend.encode_batch([text for _, text in rows], add_special_tokens=False) if rows else [])
+    return [i for i, _ in rows], done
 
 
 def _tokenize_protected(
@@ -121,7 +162,7 @@ def _tokenize_protected(
         piece_ids, piece_offsets = _encode_piece(backend, text[lo:hi], literal, newline if lo else None)
         ids += piece_ids
         offsets += [(a + lo, b + lo) for a, b in piece_offsets]
-    return Tokenized(ids, offsets)
+    return Tokenized(ids, _Offsets(offsets))
 
 
 def _encode_piece(backend: Any, piece: str, literal: bool, newline: list[int] | None) -> tuple[list[int], Offsets]:
@@ -149,7 +190,7 @@ def _special_tokens_as_text(backend: Any, on: bool = True) -> Iterator[None]:
 
 
 def token_ranges(
-    ids: list[int], offsets: Offsets, spans: Sequence[tuple[int, int]], special_ids: Collection[int]
+    tokenized: Tokenized, spans: Sequence[tuple[int, int]], special_ids: Collection[int]
 ) -> tuple[list[tuple[int, int]], int]:
     """Token index ranges [i, j) of the tokens overlapping each character span, and how many straddle an edge.
 
@@ -157,19 +198,28 @@ def token_ranges(
     reply's first whitespace (added tokens with `rstrip`, as Phi-3's `<|assistant|>`); a special token that ends
     after the span is the reply's stop token with its swallowed whitespace, trained and not counted.
     """
-    starts = [a for a, _ in offsets]
-    ends = [b for _, b in offsets]
+    ids, index, n = tokenized.ids, tokenized.index, len(tokenized.ids)
     ranges: list[tuple[int, int]] = []
     straddling = 0
     for lo, hi in spans:
-        i = bisect.bisect_right(ends, lo)
-        j = bisect.bisect_left(starts, hi, lo=i)
-        while i < j and starts[i] < lo and ids[i] in special_ids:
+        first = next((t for t in map(index.char_to_token, range(lo, hi)) if t is not None), None)
+        last = next((t for t in map(index.char_to_token, range(hi - 1, lo - 1, -1)) if t is not None), None)
+        if first is None or last is None:
+            ranges.append((n, n))
+            continue
+        while last + 1 < n and _chars(index, last + 1)[0] < hi:  # tokens sharing the last character (bytes)
+            last += 1
+        i, j = first, last + 1
+        while i < j and ids[i] in special_ids and _chars(index, i)[0] < lo:
             i += 1
         if i < j:
-            edges = {i} if starts[i] < lo else set()
-            if ends[j - 1] > hi and ids[j - 1] not in special_ids:
+            edges = {i} if _chars(index, i)[0] < lo else set()
+            if _chars(index, j - 1)[1] > hi and ids[j - 1] not in special_ids:
                 edges.add(j - 1)
             straddling += len(edges)
         ranges.append((i, j))
     return ranges, straddling
+
+
+def _chars(index: CharIndex, token: int) -> tuple[int, int]:
+    return index.token_to_chars(token) or (0, 0)

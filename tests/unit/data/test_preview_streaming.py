@@ -30,6 +30,7 @@ def test_preview_marks_trained_spans_reports_counts_and_dumps(tmp_path, tokenize
     preview.preview_command(cfg, n=2, dump=str(dump))
     out = capsys.readouterr().out
     assert out.count("--- example") == 2 and "«a0<|im_end|>»" in out and "read 6, kept 6" in out
+    assert "data (sft, template fake_chatml," in out  # which template rendered the data
     rows = [json.loads(line) for line in dump.read_text().splitlines()]
     train = build_datasets(cfg, tokenizer, template).train
     assert rows == [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in train]

@@ -205,4 +205,4 @@ def test_a_template_other_than_the_tokenizers_is_warned_about(
     )
     with caplog.at_level("WARNING"):
         run_evaluation(cfg, other)
-    assert "renders conversations differently from the tokenizer's own chat template" in caplog.text
+    assert "encodes conversations differently from the tokenizer's own chat template" in caplog.text

@@ -35,4 +35,4 @@ def test_tokenizer_template_kept_and_mismatch_warned(caplog):
         assert not caplog.records  # same rendering: no warning
         store_chat_template(tokenizer, get_template("chatml", tokenizer), "chatml")
     assert tokenizer.chat_template == own
-    assert len(caplog.records) == 1 and "First 40 tokens" in caplog.records[0].getMessage()
+    assert len(caplog.records) == 1 and "First difference at token" in caplog.records[0].getMessage()
