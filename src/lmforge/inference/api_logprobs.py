@@ -3,8 +3,9 @@
 Token strings are each id decoded on its own (special tokens kept, as vLLM shows them). Completions' `text_offset`
 is the running sum of those strings' lengths from the start of the choice's `text` (the echoed prompt included),
 continued across stream chunks; a prompt's first token has `null` log-probability and alternatives. Completions'
-`top_logprobs` hold the top alternatives plus the chosen token (so `logprobs: 0` still names it), chat's exactly
-`top_logprobs` alternatives, as the two APIs define them.
+`top_logprobs` hold the top alternatives plus the chosen token (so `logprobs: 0` still names it; being a dict keyed by
+token string, ids that decode to the same string keep the likeliest), chat's exactly `top_logprobs` alternatives,
+as the two APIs define them.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class CompletionLogprobs:
             out["token_logprobs"].append(entry.logprob)
             top = None
             if entry.logprob is not None:
-                top = {text[i]: lp for i, lp in entry.top}
-                top.setdefault(token, entry.logprob)
+                top: dict[str, float] = {}
+                for i, lp in [*entry.top, (entry.token, entry.logprob)]:
+                    top.setdefault(text[i], lp)  # ids that decode alike (byte pieces): the likeliest one stands
             out["top_logprobs"].append(top)
             out["text_offset"].append(self.offset)
             self.offset += len(token)
