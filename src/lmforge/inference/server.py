@@ -4,6 +4,8 @@ Routes: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both st
 Chat prompts are built only by the engine's training template (`engine.prompt_ids`), so the served model sees
 exactly the ids it was trained on (QUALITY C17); all generation runs in one `BatchWorker` thread that batches
 concurrent requests. With an API key every route but /health needs `Authorization: Bearer KEY` (D7).
+Completions also score prompts (`echo` + `logprobs`, token-id prompts, `max_tokens` 0) in the same worker; chat
+renders `tools` through the template and parses calls back (`tool_calls.py`). docs/serving.md lists every field.
 """
 
 from __future__ import annotations
