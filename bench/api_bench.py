@@ -2,6 +2,11 @@
 """Throughput and latency of `lmforge serve` at 1, 8 and 32 concurrent clients (the API workload of `make bench`).
 
   python bench/api_bench.py [--sizes tiny small] [--concurrency 1 8 32] [--max-tokens 32] [--out api.jsonl]
+  python bench/api_bench.py --workload score [--sizes small] [--concurrency 1 32]
+
+`--workload score` sends scoring requests instead (what lm-evaluation-harness sends for multiple-choice tasks):
+/v1/completions with `echo`, `logprobs: 1` and `max_tokens: 0` on a ~40-token prompt; "out tok/s" is then prompt
+tokens scored per second.
 
 Models come from `lmforge init-model --size SIZE` (built once under --models-dir). Each size gets a real
 `lmforge serve` process (API key on); each concurrency level runs max(32, 4 x clients) requests, half of them
@@ -83,6 +88,29 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def score_body(i: int) -> dict[str, Any]:
+    topic = TOPICS[i % len(TOPICS)]
+    text = f"Request {i}. People who like {topic} often say that {topic} make them calm, and they spend long hours "
+    return {
+        "model": "bench",
+        "prompt": text + f"reading about {topic} and talking about them.",
+        "echo": True,
+        "logprobs": 1,
+        "max_tokens": 0,
+    }
+
+
+async def one_score(client: httpx.AsyncClient, url: str, i: int) -> tuple[float, None, int]:
+    """(latency, None, prompt tokens scored); raises on any error or a reply without log-probabilities."""
+    start = time.perf_counter()
+    response = await client.post(url, json=score_body(i))
+    response.raise_for_status()
+    reply = response.json()
+    if len(reply["choices"][0]["logprobs"]["token_logprobs"]) != reply["usage"]["prompt_tokens"]:
+        raise RuntimeError("a scored prompt came back without a log-probability per token")
+    return time.perf_counter() - start, None, reply["usage"]["prompt_tokens"]
+
+
 def body(i: int, max_tokens: int, stream: bool) -> dict[str, Any]:
     text = f"Request {i}. Write a few sentences about {TOPICS[i % len(TOPICS)]} and why people like them."
     return {
@@ -119,8 +147,8 @@ async def one_request(client: httpx.AsyncClient, url: str, i: int, max_tokens: i
     return end - start, (first or end) - start, tokens
 
 
-async def run_level(port: int, clients: int, requests: int, max_tokens: int) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+async def run_level(port: int, clients: int, requests: int, max_tokens: int, score: bool = False) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{port}/v1/" + ("completions" if score else "chat/completions")
     todo = list(range(requests))
     results: list[tuple[float, float | None, int]] = []
     limits = httpx.Limits(max_connections=clients)
@@ -128,7 +156,8 @@ async def run_level(port: int, clients: int, requests: int, max_tokens: int) -> 
 
         async def worker() -> None:
             while todo:
-                results.append(await one_request(client, url, todo.pop(), max_tokens))
+                i = todo.pop()
+                results.append(await (one_score(client, url, i) if score else one_request(client, url, i, max_tokens)))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
@@ -143,27 +172,29 @@ async def run_level(port: int, clients: int, requests: int, max_tokens: int) -> 
         "output_tokens_per_s": round(sum(r[2] for r in results) / elapsed, 1),
         "latency_p50_s": round(q(latencies, 50), 4),
         "latency_p95_s": round(q(latencies, 95), 4),
-        "ttft_p50_s": round(q(ttfts, 50), 4),
-        "ttft_p95_s": round(q(ttfts, 95), 4),
+        "ttft_p50_s": round(q(ttfts, 50), 4) if ttfts else None,
+        "ttft_p95_s": round(q(ttfts, 95), 4) if ttfts else None,
     }
 
 
-def bench_size(size: str, model: Path, levels: list[int], max_tokens: int, threads: int) -> list[dict[str, Any]]:
+def bench_size(
+    size: str, model: Path, levels: list[int], max_tokens: int, threads: int, score: bool = False
+) -> list[dict[str, Any]]:
     port = free_port()
     server = start_server(model, port, threads)
     rows = []
     try:
-        asyncio.run(run_level(port, 4, 8, max_tokens))  # warm-up: first-call allocations, thread pools
+        asyncio.run(run_level(port, 4, 8, max_tokens, score))  # warm-up: first-call allocations, thread pools
         for clients in levels:
             busy0, own0, srv0 = machine_busy_s(), own_cpu_s(), process_cpu_s(server.pid)
             wall0 = time.perf_counter()
-            row = asyncio.run(run_level(port, clients, max(32, 4 * clients), max_tokens))
+            row = asyncio.run(run_level(port, clients, max(32, 4 * clients), max_tokens, score))
             wall = time.perf_counter() - wall0
             ours = own_cpu_s() - own0 + process_cpu_s(server.pid) - srv0
             foreign = (machine_busy_s() - busy0 - ours) / (wall * (os.cpu_count() or 1))
             rows.append(
                 {
-                    "name": f"api_{size}_c{clients}",
+                    "name": f"api_{'score_' if score else ''}{size}_c{clients}",
                     "model": size,
                     "max_tokens": max_tokens,
                     **row,
@@ -198,6 +229,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens per request (default 32)")
+    parser.add_argument("--workload", choices=["chat", "score"], default="chat", help="chat replies or prompt scoring")
     parser.add_argument("--models-dir", type=Path, default=Path("/tmp/lmforge_api_bench/models"))
     parser.add_argument("--out", type=Path, help="append one JSON line per level to this file")
     parser.add_argument(
@@ -210,7 +242,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
-        rows += bench_size(size, ensure_model(args.models_dir, size), args.concurrency, args.max_tokens, args.threads)
+        model = ensure_model(args.models_dir, size)
+        rows += bench_size(size, model, args.concurrency, args.max_tokens, args.threads, args.workload == "score")
     if args.out:
         with args.out.open("a") as handle:
             handle.writelines(json.dumps(r) + "\n" for r in rows)

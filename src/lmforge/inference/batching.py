@@ -6,6 +6,11 @@ token at a time. Between steps finished or cancelled rows leave the batch and wa
 merged into the running cache), so a long reply does not hold up new requests. Each token is handed to its row's
 `deliver` callback at once, which the server turns into a streamed chunk.
 
+Scoring (OpenAI `echo` + `logprobs`) rides on the same loop: a row with `prompt_logprobs` gets its prompt scored from
+its own prefill (no extra forward pass) and a row with `max_tokens` 0 leaves right after it, so scoring requests
+are batched exactly like generation. The rows taken into one prefill are capped so that the logits kept for scoring
+stay under `score_logits_budget` elements; the others join at the next step.
+
 A failure while decoding ends the rows of that batch with an error event; the thread keeps serving (QUALITY B13).
 """
 
@@ -22,12 +27,20 @@ from typing import Any
 import torch
 
 from lmforge.inference import decoding
-from lmforge.inference.decoding import BatchState, SamplingParams
+from lmforge.inference.decoding import BatchState, SamplingParams, TokenLogprob
 
 logger = logging.getLogger(__name__)
 
-# ("token", id) | ("done", "stop" | "length") | ("error", message); delivered from the worker thread.
+# Delivered from the worker thread, in this order per row:
+#   ("prompt", list[TokenLogprob])            the scored prompt (rows with prompt_logprobs only), first
+#   ("token", (id, TokenLogprob | None))      each generated token (its log-probability when the row asked)
+#   ("end_token", TokenLogprob)               the stop id that ended the row (rows with logprobs only; not text)
+#   ("done", "stop" | "length") | ("error", message)
 Event = tuple[str, Any]
+
+#: most logits elements one prefill may keep for prompt scoring (rows x longest scored prompt x vocabulary):
+#: 2**26 float32 values are 256 MiB; a single row is always taken, however long its prompt
+SCORE_LOGITS_BUDGET = 2**26
 
 
 class QueueFull(Exception):
@@ -61,8 +74,11 @@ class BatchWorker:
         max_batch_size: int = 32,
         max_wait_s: float = 0.005,
         max_queue: int = 256,
+        score_logits_budget: int = SCORE_LOGITS_BUDGET,
     ) -> None:
         self.model = model
+        self.vocab_size = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 1)
+        self.score_logits_budget = score_logits_budget
         self.pad_id = pad_id
         self.stop_ids = frozenset(stop_ids)
         self.max_batch_size = max_batch_size
@@ -136,15 +152,27 @@ class BatchWorker:
             if self._stopping:
                 return None
             taken: list[Row] = []
+            width = 0  # longest scored prompt among the taken rows
             while self._pending and len(taken) < room:
-                row = self._pending.popleft()
+                row = self._pending[0]
+                scored = len(row.prompt_ids) if row.params.prompt_logprobs is not None else 0
+                if taken and (len(taken) + 1) * max(width, scored) * self.vocab_size > self.score_logits_budget:
+                    break
+                self._pending.popleft()
                 if not row.cancelled:
                     taken.append(row)
+                    width = max(width, scored)
             return taken
 
     def _prefill(self, rows: list[Row]) -> BatchState:
         self.batches += 1
-        return decoding.prefill(self.model, [r.prompt_ids for r in rows], self.pad_id, [r.params for r in rows])
+        state, scores = decoding.prefill(
+            self.model, [r.prompt_ids for r in rows], self.pad_id, [r.params for r in rows]
+        )
+        for row, score in zip(rows, scores, strict=True):
+            if score is not None:
+                row.deliver(("prompt", score))
+        return state
 
     def _run(self, rows: list[Row]) -> None:
         """Decode until every row (including rows that joined on the way) has finished or been cancelled."""
@@ -159,8 +187,11 @@ class BatchWorker:
             self.active_rows = len(live)
             self.max_rows_seen = max(self.max_rows_seen, len(live))
             tokens = decoding.sample(state.logits, [r.params for r in live], state.generators)
+            logprobs = self._logprobs(live, state, tokens)
             keep = [
-                i for i, (row, token) in enumerate(zip(live, tokens.tolist(), strict=True)) if self._emit(row, token)
+                i
+                for i, (row, token, logprob) in enumerate(zip(live, tokens.tolist(), logprobs, strict=True))
+                if self._emit(row, token, logprob)
             ]
             if len(keep) < len(live):
                 if keep:
@@ -170,15 +201,33 @@ class BatchWorker:
                 decoding.step(self.model, state, tokens)
             live, state = self._admit(live, state)
 
-    def _emit(self, row: Row, token: int) -> bool:
+    @staticmethod
+    def _logprobs(live: list[Row], state: BatchState, tokens: torch.Tensor) -> list[TokenLogprob | None]:
+        """The chosen tokens' log-probabilities for the rows that asked for them (one batched log-softmax)."""
+        out: list[TokenLogprob | None] = [None] * len(live)
+        wanted = [i for i, row in enumerate(live) if row.params.logprobs is not None and row.params.max_tokens]
+        if wanted:
+            tops = [live[i].params.logprobs or 0 for i in wanted]
+            for i, logprob in zip(
+                wanted, decoding.token_logprobs(state.logits[wanted], tokens[wanted], tops), strict=True
+            ):
+                out[i] = logprob
+        return out
+
+    def _emit(self, row: Row, token: int, logprob: TokenLogprob | None) -> bool:
         """Hand the token to its row; False when the row is finished (stop id, budget spent or cancelled)."""
         if row.cancelled:
             return False
+        if row.params.max_tokens == 0:  # scoring only: the prompt was scored in the prefill
+            row.deliver(("done", "length"))
+            return False
         if token in self.stop_ids:
+            if logprob is not None:
+                row.deliver(("end_token", logprob))
             row.deliver(("done", "stop"))
             return False
         row.generated += 1
-        row.deliver(("token", token))
+        row.deliver(("token", (token, logprob)))
         if row.generated >= row.params.max_tokens:
             row.deliver(("done", "length"))
             return False

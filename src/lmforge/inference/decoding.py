@@ -29,10 +29,23 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
+    logprobs: int | None = None  # None: no log-probabilities; k: each generated token's, with the top k
+    prompt_logprobs: int | None = None  # None: do not score the prompt; k: each prompt token's, with the top k
 
     def __post_init__(self) -> None:
         if self.temperature < MIN_TEMPERATURE:
             object.__setattr__(self, "temperature", 0.0)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability under the model's own distribution (raw logits: before temperature, top-k and
+    top-p, as OpenAI and vLLM report them) and the `top` most likely (id, log-probability) at that position.
+    `logprob` is None for a prompt's first token, which nothing predicts."""
+
+    token: int
+    logprob: float | None
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -56,7 +69,9 @@ def make_generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(seed % 2**64)  # any int64 (+ choice index)
 
 
-def _forward(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
+def _forward(
+    model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, logits_to_keep=1
+) -> Any:
     device = model.device
     return model(
         input_ids=input_ids.to(device),
@@ -64,24 +79,62 @@ def _forward(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions:
         position_ids=positions.to(device),
         past_key_values=cache,
         use_cache=True,
-        logits_to_keep=1,
+        logits_to_keep=logits_to_keep,
     )
 
 
-def prefill(model: Any, prompts: list[list[int]], pad_id: int, params: list[SamplingParams]) -> BatchState:
-    """Run the left-padded prompts through the model once; the state holds the logits for each first token."""
+def prefill(
+    model: Any, prompts: list[list[int]], pad_id: int, params: list[SamplingParams]
+) -> tuple[BatchState, list[list[TokenLogprob] | None]]:
+    """Run the left-padded prompts through the model once; the state holds the logits for each first token.
+
+    Rows with `prompt_logprobs` also get every prompt token scored from the same forward pass (the logits of the
+    last `width` columns are kept, `width` being the longest scored prompt), so scoring costs no extra pass.
+    """
     from transformers import DynamicCache
 
     input_ids, mask = pad_left(prompts, pad_id)
     positions = positions_from_mask(mask)
-    out = _forward(model, input_ids, mask, positions, DynamicCache())
-    return BatchState(
+    scored = [len(p) if sp.prompt_logprobs is not None else 0 for p, sp in zip(prompts, params, strict=True)]
+    width = max(1, *scored)
+    out = _forward(model, input_ids, mask, positions, DynamicCache(), logits_to_keep=width)
+    scores = [
+        score_prompt(out.logits[row, width - n :], prompt, sp.prompt_logprobs) if n else None
+        for row, (n, prompt, sp) in enumerate(zip(scored, prompts, params, strict=True))
+    ]
+    state = BatchState(
         cache=out.past_key_values,
         attention_mask=mask,
         next_positions=positions[:, -1] + 1,
         logits=out.logits[:, -1].float().cpu(),
         generators=[make_generator(p.seed) for p in params],
     )
+    return state, scores
+
+
+def score_prompt(logits: torch.Tensor, prompt: list[int], top: int | None) -> list[TokenLogprob]:
+    """Each prompt token's log-probability given the tokens before it; `logits` are the prompt's own positions.
+
+    The logits at position t predict token t + 1, so token 0 has no score (None, as the OpenAI API reports it).
+    """
+    first = TokenLogprob(prompt[0], None)
+    if len(prompt) == 1:
+        return [first]
+    targets = torch.tensor(prompt[1:], device=logits.device)
+    return [first, *token_logprobs(logits[:-1], targets, [top or 0] * (len(prompt) - 1))]
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, tops: list[int]) -> list[TokenLogprob]:
+    """The log-probability of `tokens[i]` under `logits[i]` ([n, vocab]) and the `tops[i]` most likely tokens."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logp.gather(-1, tokens.to(logp.device)[:, None])[:, 0].tolist()
+    k = min(max(tops, default=0), logp.shape[-1])
+    values, ids = logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long())
+    values, ids = values.tolist(), ids.tolist()
+    return [
+        TokenLogprob(token, lp, tuple(zip(ids[i][:top], values[i][:top], strict=True)))
+        for i, (token, lp, top) in enumerate(zip(tokens.tolist(), chosen, tops, strict=True))
+    ]
 
 
 def step(model: Any, state: BatchState, tokens: torch.Tensor) -> None:

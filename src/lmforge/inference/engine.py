@@ -73,9 +73,10 @@ class ChatEngine:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.stop_ids[0]
 
-    def prompt_ids(self, messages: list[Message]) -> list[int]:
-        """The ids a conversation ending on a user turn is sent as: exactly what training used as its prefix."""
-        return self.template.encode_prompt(self.tokenizer, messages)
+    def prompt_ids(self, messages: list[Message], tools: str | None = None) -> list[int]:
+        """The ids a conversation ending on a user turn is sent as: exactly what training used as its prefix
+        (`tools`: the tool definitions as a JSON list, rendered in the template's own tool format)."""
+        return self.template.encode_prompt(self.tokenizer, messages, tools)
 
     def generate(self, messages: list[Message], options: GenerationOptions) -> str:
         return self.generate_batch([messages], options)[0]

@@ -31,7 +31,7 @@ class ServerLimits:
     max_tokens: int = _limit(4096, "largest max_tokens a request may ask for (also capped by the context length)")
     default_max_tokens: int = _limit(512, "max_tokens when a request gives none (cut to what the context has left)")
     max_n: int = _limit(16, "choices per request (n)")
-    max_stop: int = _limit(4, "stop strings per request")
+    max_stop: int = _limit(16, "stop strings per request (lm-evaluation-harness adds EOS to a task's own)")
     max_batch_size: int = _limit(32, "sequences decoded together in one batch")
     max_wait_ms: float = _limit(5.0, "how long an idle worker waits for more requests before starting a batch")
     max_queue: int = _limit(256, "sequences waiting for a batch slot; beyond that requests get 429 + Retry-After")

@@ -4,6 +4,8 @@ Routes: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both st
 Chat prompts are built only by the engine's training template (`engine.prompt_ids`), so the served model sees
 exactly the ids it was trained on (QUALITY C17); all generation runs in one `BatchWorker` thread that batches
 concurrent requests. With an API key every route but /health needs `Authorization: Bearer KEY` (D7).
+Completions also score prompts (`echo` + `logprobs`, token-id prompts, `max_tokens` 0) in the same worker; chat
+renders `tools` through the template and parses calls back (`tool_calls.py`). docs/serving.md lists every field.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -22,6 +26,7 @@ from jinja2 import TemplateError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmforge.inference import api_generation as gen
+from lmforge.inference import tool_calls
 from lmforge.inference.api_schema import (
     ApiError,
     ChatCompletionRequest,
@@ -132,15 +137,34 @@ def _add_routes(app: FastAPI, api: _Api) -> None:
     async def chat_completions(request: Request) -> Response:
         req = api.check_model(parse_body(await _read_body(request, api.limits.max_body_bytes), ChatCompletionRequest))
         messages = [m.as_message() for m in req.messages]
-        prompt = await _build_prompt(api.engine.prompt_ids, messages, api.limits.prompt_timeout_s)
-        return await api.generate(request, req, [prompt], req.max_completion_tokens or req.max_tokens, gen.CHAT)
+        use = tool_calls.tool_use(req, api.engine.template)
+        build = api.engine.prompt_ids if use is None else partial(_prompt_with_tools, api.engine, use=use)
+        prompt = await _build_prompt(build, messages, api.limits.prompt_timeout_s)
+        top = (req.top_logprobs or 0) if req.logprobs else None
+        options = gen.ReplyOptions(logprobs=bool(req.logprobs), tools=use)
+        return await api.generate(request, req, [prompt], req.requested_tokens(), gen.CHAT, options, logprobs=top)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = api.check_model(parse_body(await _read_body(request, api.limits.max_body_bytes), CompletionRequest))
-        encode, timeout = api.engine.tokenizer.encode, api.limits.prompt_timeout_s
-        prompts = [await _build_prompt(encode, text, timeout) for text in req.prompts()]
-        return await api.generate(request, req, prompts, req.max_tokens, gen.TEXT)
+        prompts = await api.completion_prompts(req)
+        echo = [_echo_text(api.engine.tokenizer, p, ids) for p, ids in zip(req.prompts(), prompts, strict=True)]
+        options = gen.ReplyOptions(echo=echo if req.echo else None, logprobs=req.logprobs is not None)
+        return await api.generate(
+            request, req, prompts, req.max_tokens, gen.TEXT, options, logprobs=req.logprobs, echo=req.echo
+        )
+
+
+def _prompt_with_tools(engine: ChatEngine, messages: list[dict[str, Any]], use: tool_calls.ToolUse) -> list[int]:
+    """The prompt with the tool definitions in the template's format; refused if the template ignores them."""
+    prompt = engine.prompt_ids(messages, use.tools_json)
+    tool_calls.check_rendered(engine.template, prompt, engine.prompt_ids(messages))
+    return prompt
+
+
+def _echo_text(tokenizer: Any, prompt: str | list[int], ids: list[int]) -> str:
+    """The prompt as `echo` returns it: the request's own text, or the token ids decoded (special tokens kept)."""
+    return prompt if isinstance(prompt, str) else tokenizer.decode(ids, skip_special_tokens=False)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -178,6 +202,7 @@ class _Api:
         self.engine, self.worker, self.limits, self.model_name = engine, worker, limits, model_name
         config = getattr(engine.model, "config", None)
         self.context = int(getattr(config, "max_position_embeddings", None) or 2048)
+        self.vocab_size = int(getattr(config, "vocab_size", None) or len(engine.tokenizer))
 
     def model_card(self) -> dict[str, Any]:
         return {"id": self.model_name, "object": "model", "created": int(time.time()), "owned_by": "lmforge"}
@@ -196,6 +221,25 @@ class _Api:
         self.check_model_id(req.model)
         return req
 
+    async def completion_prompts(self, req: CompletionRequest) -> list[list[int]]:
+        """Each prompt's ids: text tokenized with the tokenizer's own special-token rules, or the ids as sent
+        (checked against the vocabulary). Nothing reaches the model with zero tokens."""
+        ids: list[list[int]] = []
+        vocab = self.vocab_size
+        for i, prompt in enumerate(req.prompts()):
+            if isinstance(prompt, str):
+                ids.append(await _build_prompt(self.engine.tokenizer.encode, prompt, self.limits.prompt_timeout_s))
+            else:
+                bad = next((t for t in prompt if t >= vocab), None)
+                if bad is not None:
+                    where = "prompt" if _is_flat(req.prompt) else f"prompt[{i}]"
+                    message = f"{where}: token id {bad} is outside the vocabulary (ids 0..{vocab - 1})"
+                    raise ApiError(400, message, param="prompt")
+                ids.append(list(prompt))
+            if not ids[-1]:
+                raise ApiError(400, f"prompt[{i}] encodes to zero tokens; a prompt needs at least one", param="prompt")
+        return ids
+
     async def generate(
         self,
         request: Request,
@@ -203,17 +247,27 @@ class _Api:
         prompts: list[list[int]],
         requested: int | None,
         shape: gen.ReplyShape,
+        options: gen.ReplyOptions,
+        *,
+        logprobs: int | None = None,
+        echo: bool = False,
     ) -> Response:
-        """Queue one row per (prompt, choice) and answer with the whole reply or a stream."""
+        """Queue one row per (prompt, choice) and answer with the whole reply or a stream.
+
+        `logprobs` (the number of alternatives, None for none) applies to the generated tokens, and to the prompt
+        when it is echoed: that is how a client scores a text (`echo` + `logprobs` + `max_tokens` 0)."""
         rows, params = [], []
         for prompt in prompts:
-            choice_params = self.sampling(req, len(prompt), requested)
+            choice_params = self.sampling(req, len(prompt), requested, logprobs, logprobs if echo else None)
             rows += [prompt] * len(choice_params)
             params += choice_params
         if len(rows) > self.limits.max_queue:  # could never be queued: a 429 would invite useless retries
             message = f"{len(prompts)} prompts x n={req.n} sequences is over the queue limit ({self.limits.max_queue})"
             raise ApiError(400, message, param="prompt")
-        job = gen.Job(self.engine.tokenizer, rows, params, req.stop_list(), sum(len(p) for p in prompts))
+        if options.echo is not None:  # one echo text per row (a prompt's n choices each echo it)
+            options = replace(options, echo=[text for text in options.echo for _ in range(req.n)])
+        prompt_tokens = sum(len(p) for p in prompts)
+        job = gen.Job(self.engine.tokenizer, rows, params, req.stop_list(), prompt_tokens, options)
         job.submit(self.worker)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -224,7 +278,14 @@ class _Api:
             )
         return JSONResponse(await _until_done_or_gone(request, job, shape, self.model_name))
 
-    def sampling(self, req: SamplingRequest, prompt_len: int, requested: int | None) -> list[SamplingParams]:
+    def sampling(
+        self,
+        req: SamplingRequest,
+        prompt_len: int,
+        requested: int | None,
+        logprobs: int | None = None,
+        prompt_logprobs: int | None = None,
+    ) -> list[SamplingParams]:
         """Per-choice settings after the limit checks (n, stop, max_tokens, context length)."""
         limits = self.limits
         if req.n > limits.max_n:
@@ -235,12 +296,19 @@ class _Api:
             message = f"max_tokens must be <= {limits.max_tokens} (limit max_tokens), got {requested}"
             raise ApiError(400, message, param="max_tokens")
         room = self.context - prompt_len
-        if room < 1 or (requested is not None and requested > room):
+        if room < (0 if requested == 0 else 1) or (requested is not None and requested > room):
             message = f"prompt is {prompt_len} tokens, max_tokens {requested}; the context length is {self.context}"
             raise ApiError(400, message, param="messages", code="context_length_exceeded")
-        max_tokens = requested or min(limits.default_max_tokens, room)
+        max_tokens = min(limits.default_max_tokens, room) if requested is None else requested
         seeds = [None if req.seed is None else req.seed + i for i in range(req.n)]
-        return [SamplingParams(max_tokens, req.temperature, req.top_p, req.top_k, seed) for seed in seeds]
+        return [
+            SamplingParams(max_tokens, req.temperature, req.top_p, req.top_k, seed, logprobs, prompt_logprobs)
+            for seed in seeds
+        ]
+
+
+def _is_flat(prompt: Any) -> bool:
+    return isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], int)
 
 
 async def _until_done_or_gone(request: Request, job: gen.Job, shape: gen.ReplyShape, model: str) -> dict[str, Any]:

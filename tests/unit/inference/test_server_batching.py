@@ -50,7 +50,7 @@ def _run(worker: BatchWorker, prompts: list[list[int]], params: SamplingParams, 
     def deliverer(i: int) -> Any:
         def deliver(event: tuple[str, Any]) -> None:
             if event[0] == "token":
-                results[i][0].append(event[1])
+                results[i][0].append(event[1][0])  # (id, log-probability or None)
             else:
                 results[i] = (results[i][0], event[1])
                 done.release()
@@ -249,7 +249,7 @@ def test_rows_leaving_trim_the_padding_and_keep_decoding_right(engine: ChatEngin
     long_prompt, short_prompt = _prompts(len(engine.tokenizer))[1], _prompts(len(engine.tokenizer))[0]
     params = [GREEDY, GREEDY]
     with torch.inference_mode():
-        state = decoding.prefill(engine.model, [long_prompt, short_prompt], engine.pad_id, params)
+        state, _ = decoding.prefill(engine.model, [long_prompt, short_prompt], engine.pad_id, params)
         tokens = [decoding.sample(state.logits, params, state.generators)]
         decoding.step(engine.model, state, tokens[-1])
         decoding.keep_rows(state, [1])

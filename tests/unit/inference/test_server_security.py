@@ -227,7 +227,7 @@ ABUSE = {
     "unknown_field": (_with(functions=[{"name": "f"}]), 400, "functions"),
     "wrong_role": (_with(messages=[{"role": "wizard", "content": "x"}]), 400, "messages.0.role"),
     "seed_out_of_range": (_with(seed=10**30), 400, "seed"),
-    "too_many_stops": (_with(stop=["a", "b", "c", "d", "e"]), 400, "stop"),
+    "too_many_stops": (_with(stop=[chr(97 + i) for i in range(17)]), 400, "stop"),
     "body_too_large": (b'{"model": "tiny", "pad": "' + b"x" * 10 * 1024 * 1024 + b'"}', 413, None),
 }
 
