@@ -49,16 +49,16 @@ def test_sharegpt_function_call_observation_system_and_tools():
         "tools": '[{"name": "get_weather"}]',
     }
     out = _convert("sharegpt", row)
-    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}, "id": "call00000"}
     assert out == {
         "messages": [
             {"role": "system", "content": "sys"},
             {"role": "user", "content": "weather?"},
             {"role": "assistant", "content": "", "tool_calls": [call]},
-            {"role": "tool", "content": '{"temp": 3}'},
+            {"role": "tool", "content": '{"temp": 3}', "tool_call_id": "call00000"},
             {"role": "assistant", "content": "3 degrees"},
         ],
-        "tools": '[{"name": "get_weather"}]',
+        "tools": '[{"type": "function", "function": {"name": "get_weather"}}]',  # the shape templates read
     }
 
 
