@@ -31,6 +31,11 @@ class GGUFArch:
 
 
 def _gemma2_hparams(writer: Any, config: Any) -> None:
+    if config.query_pre_attn_scalar != head_dim(config):  # llama.cpp scales scores by 1/sqrt(head_dim)
+        raise ConfigError(
+            f"GGUF export: gemma2 with query_pre_attn_scalar {config.query_pre_attn_scalar} != head_dim "
+            f"{head_dim(config)} is not supported (llama.cpp would scale attention differently)"
+        )
     writer.add_attn_logit_softcapping(config.attn_logit_softcapping or 0.0)
     writer.add_final_logit_softcapping(config.final_logit_softcapping or 0.0)
     writer.add_sliding_window(config.sliding_window)

@@ -91,7 +91,8 @@ def go_template(pieces: ChatPieces) -> str:
         "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
         f'{{{{- if eq .Role "user" }}}}{{{{ if $started }}}}{p.between}{{{{ end }}}}{{{{ .Content }}}}{p.to_assistant}'
         "{{ $started = true }}\n"
-        f'{{{{- else if eq .Role "assistant" }}}}{p.reply_prefix}{{{{ .Content }}}}{{{{ if not $last }}}}{p.end}{{{{ end }}}}\n'
+        f'{{{{- else if eq .Role "assistant" }}}}{p.reply_prefix}{{{{ .Content }}}}'
+        f"{{{{ if not $last }}}}{p.end}{{{{ end }}}}\n"
         "{{- end }}\n"
         "{{- end }}"
     )
