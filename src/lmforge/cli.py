@@ -293,9 +293,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["safetensors", "gguf"], default="safetensors", help="default safetensors")
     p.add_argument(
         "--gguf-type",
-        choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
+        choices=["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"],
         default="f16",
-        help="gguf: tensor type (default f16; q4_0 keeps embeddings and output head in q8_0)",
+        help="gguf: tensor type (default f16; q4_0 keeps embeddings and output head in q8_0; k-quants need "
+        "lmforge[llamacpp])",
     )
     p.add_argument("--template", default="auto", help="gguf: chat template for the file and Modelfile (default auto)")
     p.add_argument("--system", help="gguf: SYSTEM prompt for the Modelfile (use the one the training data had)")

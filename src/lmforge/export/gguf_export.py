@@ -6,14 +6,16 @@ there (gguf_verify, modelfile.check_pieces) and only then renamed into place: a 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from typing import Any
 
 import torch
 
+from lmforge.export import gguf_llamacpp
 from lmforge.export.gguf_arch import arch_for
-from lmforge.export.gguf_file import GGUF_TYPES, Provenance, write_gguf
+from lmforge.export.gguf_file import GGUF_TYPES, Provenance, tensor_type_counts, write_gguf
 from lmforge.export.gguf_tokenizer import adds_bos
 from lmforge.export.gguf_verify import verify_gguf
 from lmforge.export.merge import METADATA, check_destination, merge_adapter, publish, staging_dir
@@ -25,6 +27,7 @@ from lmforge.utils.logging import get_logger
 logger = get_logger(__name__)
 
 MODELFILE = "Modelfile"
+ALL_TYPES = (*GGUF_TYPES, *gguf_llamacpp.K_QUANTS)
 
 
 def export_gguf(
@@ -42,8 +45,12 @@ def export_gguf(
     """Write OUTPUT/<name>.<type>.gguf, OUTPUT/Modelfile and OUTPUT/lmforge_export.json; returns the metadata.
 
     `permute=False` writes llama q/k unpermuted; it exists for the negative-control test and must fail."""
-    if gguf_type not in GGUF_TYPES:
-        raise ConfigError(f"--gguf-type must be one of {', '.join(GGUF_TYPES)}, got {gguf_type!r}")
+    if gguf_type not in (*GGUF_TYPES, *gguf_llamacpp.K_QUANTS):
+        raise ConfigError(f"--gguf-type must be one of {', '.join(ALL_TYPES)}, got {gguf_type!r}")
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError("GGUF export needs the gguf package: pip install 'lmforge[gguf]'")
+    if gguf_type in gguf_llamacpp.K_QUANTS:
+        gguf_llamacpp.require()
     out = check_destination(output, overwrite)
     metadata: dict[str, Any] = {"format": "gguf", "base": model, "adapter": adapter, "gguf_type": gguf_type}
     if adapter:
@@ -66,10 +73,17 @@ def export_gguf(
         staging.mkdir(parents=True)
         provenance = Provenance(name, model, adapter, chat.name if chat else None)
         jinja = chat.jinja() if chat else None
-        counts = write_gguf(
-            staging / filename, hf_model, tokenizer, arch, gguf_type, stop_ids, jinja, provenance, permute
-        )
-        numbers = verify_gguf(staging, filename, hf_model, tokenizer, arch, gguf_type, _prompts(chat, tokenizer))
+        prompts = _prompts(chat, tokenizer)
+        written = gguf_type if gguf_type in GGUF_TYPES else "f32"  # k-quants: llama.cpp quantises a verified f32
+        first = filename if written == gguf_type else f"{name}.f32.gguf"
+        counts = write_gguf(staging / first, hf_model, tokenizer, arch, written, stop_ids, jinja, provenance, permute)
+        numbers = verify_gguf(staging, first, hf_model, tokenizer, arch, written, prompts)
+        if written != gguf_type:
+            gguf_llamacpp.quantize(staging / first, staging / filename, gguf_type)
+            (staging / first).unlink()
+            numbers = {f"f32_{key}": value for key, value in numbers.items()}
+            numbers |= verify_gguf(staging, filename, hf_model, tokenizer, arch, gguf_type, prompts)
+            counts = tensor_type_counts(staging / filename)
         pieces = None
         if chat is not None:
             pieces = derive_pieces(chat, tokenizer, bos_added)

@@ -32,6 +32,16 @@ class Provenance:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def tensor_type_counts(path: Path) -> dict[str, int]:
+    """How many tensors of each type a GGUF file holds."""
+    import gguf
+
+    counts: dict[str, int] = {}
+    for tensor in gguf.GGUFReader(str(path)).tensors:
+        counts[tensor.tensor_type.name] = counts.get(tensor.tensor_type.name, 0) + 1
+    return counts
+
+
 def _types(kind: str) -> tuple[Any, Any]:
     """(tensor type, file type) for a --gguf-type."""
     import gguf
@@ -90,7 +100,8 @@ def write_gguf(
     provenance: Provenance,
     permute: bool = True,
 ) -> dict[str, int]:
-    """Write the file; returns how many tensors got each type (e.g. {"Q4_0": 14, "Q8_0": 2, "F32": 5})."""
+    """Write the file; returns how many tensors got each type (e.g. {"Q4_0": 14, "Q8_0": 2, "F32": 5}), as read
+    back from the file."""
     import gguf
 
     writer = gguf.GGUFWriter(str(path), arch.name)
@@ -109,15 +120,13 @@ def write_gguf(
         writer.add_string(f"general.lmforge.{key}", value)
     add_hparams(writer, arch, model.config)
     add_tokenizer(writer, tokenizer, model.config.vocab_size, stop_ids, chat_template)
-    counts: dict[str, int] = {}
     for hf_name, name, data in named_tensors(model, arch):
         qtype = tensor_type(name, data, kind)
         writer.add_tensor(
             name, encode(to_gguf_layout(hf_name, data, arch, model.config, permute), qtype), raw_dtype=qtype
         )
-        counts[qtype.name] = counts.get(qtype.name, 0) + 1
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return counts
+    return tensor_type_counts(path)
