@@ -35,6 +35,16 @@ def cmd_data_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from lmforge.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from lmforge.estimate.command import estimate_command
+
+    estimate_command(cfg, args.gpus, args.gpu, args.gpu_mem, args.measure, args.fit)
+    return 0
+
+
 def cmd_init_model(args: argparse.Namespace) -> int:
     from lmforge.models.init import init_model
 
@@ -224,6 +234,32 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     prev.set_defaults(func=cmd_data_preview)
 
 
+def _add_estimate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "estimate",
+        help="memory and time of a training config before it runs (per component, with formulas); --fit, --measure",
+        description="Read the same YAML as `lmforge train` and print the per-device memory of every component "
+        "(weights, reference model, optimizer states, gradients, activations of this dataset's real tokens per "
+        "micro-batch, logits/loss buffers, rollout KV cache) with its formula, the peak, and FLOPs/time per step "
+        "and per run. Formulas and measured accuracy: docs/estimate.md.",
+    )
+    p.add_argument("config", help=CONFIG_HELP)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, applied in order")
+    p.add_argument("--gpus", type=int, default=1, help="number of GPUs (data parallel, ZeRO partitions); default 1")
+    p.add_argument(
+        "--gpu", help="device for time and default budget: h100, h800, h200, a100, a800, l40s, a10, 4090, v100"
+    )
+    p.add_argument("--gpu-mem", help="memory budget per device, e.g. 80GB or 24GiB (default: the --gpu's)")
+    p.add_argument(
+        "--measure", type=int, nargs="?", const=3, default=0, metavar="STEPS",
+        help="also run STEPS (default 3) real training steps here: measured peak memory, step time, MFU",
+    )  # fmt: skip
+    p.add_argument(
+        "--fit", choices=["batch", "cutoff_len", "zero"], help="largest batch / cutoff_len, or smallest ZeRO"
+    )
+    p.set_defaults(func=cmd_estimate)
+
+
 def cmd_tokenizer_extend(args: argparse.Namespace) -> int:
     from lmforge.models.vocab import extend_tokenizer
 
@@ -393,6 +429,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
+    _add_estimate,
     _add_init_model,
     _add_tokenizer,
     _add_export,
