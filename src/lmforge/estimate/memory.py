@@ -103,6 +103,9 @@ def memory_components(
         formula = f"{shape.linear_base_params:,} quantised linear weights x {how} + the rest at {b} B"
         out.append(Component("dequantised weight", shape.largest_linear_params * b,
                              "one linear dequantised per matmul (the largest)", "fwd/bwd"))  # fmt: skip
+    deepspeed_half = stage > 0 and dtype != "float32"  # the DeepSpeed engine holds the module in 16 bits
+    if deepspeed_half:
+        weight_bytes, formula = float(shape.total_params * b), f"{shape.total_params:,} x {b} B (DeepSpeed {dtype})"
     if stage == 3 and not plan.offload_params:
         gathered = 2 * shape.largest_layer_params * b
         out.append(
@@ -123,7 +126,7 @@ def memory_components(
     # paper); the plain Trainer steps the params in their own dtype.
     optim = str(cfg.train.get("optim", "adamw_torch"))
     opt, opt_formula = optimizer_bytes(optim, shape)
-    if stage and dtype != "float32":
+    if deepspeed_half:
         if optim in ADAM_LIKE:
             opt, opt_formula = 8.0 * shape.trainable_params, "fp32 Adam m + v = 8 B x trainable"
         opt += 4 * shape.trainable_params
@@ -138,7 +141,7 @@ def memory_components(
             )
         )
     # --- gradients (step phase)
-    grads = float(shape.trainable_bytes)
+    grads = float(shape.trainable_params * b if deepspeed_half else shape.trainable_bytes)
     out.append(
         Component("gradients", grads / (n if stage >= 2 else 1), f"trainable {shape.trainable_params:,} x param bytes"
                   + (f" / {n} (ZeRO-{stage})" if stage >= 2 else ""), "step")
