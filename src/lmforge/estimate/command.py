@@ -78,6 +78,14 @@ def components(inputs: Inputs, plan: Plan | None = None, tokens: TokenStats | No
     return memory_components(inputs.cfg, inputs.shape, inputs.dtype, tokens or inputs.tokens, plan or inputs.plan)
 
 
+def local_device() -> Device | None:
+    """The table entry of this machine's GPU, or None when it is not in the table (MFU then cannot be given)."""
+    try:
+        return device(torch.cuda.get_device_name())
+    except ConfigError:
+        return None
+
+
 def budget_of(inputs: Inputs, gpu_mem: str | None) -> float | None:
     if gpu_mem:
         return parse_bytes(gpu_mem)
@@ -107,7 +115,7 @@ def estimate_command(
               f"(estimate {error:+.1%}), {measured.seconds_per_step:.3g} s/step, "
               f"{measured.tokens_per_step:,.0f} tokens/step")  # fmt: skip
         flops = timing["flops"].per_token * measured.tokens_per_step / measured.seconds_per_step
-        local = device(torch.cuda.get_device_name()) if measured.device == "cuda" else None
+        local = local_device() if measured.device == "cuda" else None
         mfu = flops / local.peak_flops if local else None
         result["measured_flops_per_s"] = flops
         print(f"  achieved {flops / 1e12:.3g} TFLOP/s" + (f" = MFU {mfu:.2f} on {local.name}" if mfu else ""))

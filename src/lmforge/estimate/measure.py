@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -46,10 +45,9 @@ def peak_tensor_memory(device: str) -> Iterator[_Peak]:
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        base = 0
         yield result
         torch.cuda.synchronize()
-        result.peak = int(torch.cuda.max_memory_allocated()) - base
+        result.peak = int(torch.cuda.max_memory_allocated())
         return
     from torch.profiler import ProfilerActivity, profile
 
@@ -86,7 +84,3 @@ def measure_run(cfg: RunConfig, steps: int = 3) -> Measured:
     runtime = next((r["train_runtime"] for r in state["log_history"] if "train_runtime" in r), elapsed)
     tokens = float(state.get("num_input_tokens_seen") or 0)
     return Measured(peak.peak, steps, runtime / steps, tokens / steps, device)
-
-
-def measured_dict(measured: Measured) -> dict[str, Any]:
-    return dataclasses.asdict(measured)

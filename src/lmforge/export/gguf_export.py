@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from lmforge.export import gguf_llamacpp
+from lmforge.export.bases import QloraBase
 from lmforge.export.gguf_arch import arch_for
 from lmforge.export.gguf_file import GGUF_TYPES, Provenance, tensor_type_counts, write_gguf
 from lmforge.export.gguf_tokenizer import adds_bos
@@ -39,7 +40,7 @@ def export_gguf(
     system: str | None = None,
     overwrite: bool = False,
     allow_unsafe_pickle: bool = False,
-    qlora_base: str = "dequantized",
+    qlora_base: QloraBase = "dequantized",
     permute: bool = True,
 ) -> dict[str, Any]:
     """Write OUTPUT/<name>.<type>.gguf, OUTPUT/Modelfile and OUTPUT/lmforge_export.json; returns the metadata.
@@ -54,7 +55,7 @@ def export_gguf(
     out = check_destination(output, overwrite)
     metadata: dict[str, Any] = {"format": "gguf", "base": model, "adapter": adapter, "gguf_type": gguf_type}
     if adapter:
-        merged = merge_adapter(model, adapter, allow_unsafe_pickle, qlora_base)  # type: ignore[arg-type]
+        merged = merge_adapter(model, adapter, allow_unsafe_pickle, qlora_base)
         hf_model, tokenizer = merged.model, merged.tokenizer
         metadata |= {"merge_base": merged.merge_base, "verification": dict(merged.verification)}
     else:
