@@ -13,7 +13,7 @@ import torch
 from lmforge.cli import main
 from lmforge.config import load_config
 from lmforge.estimate.command import build_inputs, components
-from lmforge.estimate.fit import fit_batch, fit_zero
+from lmforge.estimate.fit import fit_batch, fit_cutoff, fit_zero
 from lmforge.estimate.memory import optimizer_bytes, peak_bytes
 from lmforge.estimate.shape import model_shape
 from lmforge.methods import count_parameters, prepare_model
@@ -93,6 +93,16 @@ def test_fit_batch_answers_the_largest_batch_under_the_budget(tiny_model_dir: Pa
     assert at[3] < at[4]
     assert fit_batch(inputs, (at[3] + at[4]) / 2)[0] == 3
     assert fit_batch(inputs, 1.0)[0] == 0
+
+
+def test_fit_cutoff_len_is_the_longest_cut_that_fits(tiny_model_dir: Path, tmp_path: Path) -> None:
+    inputs = build_inputs(load_config(_config(tmp_path, tiny_model_dir)), 1, None)
+    inputs = dataclasses.replace(inputs, tokens=dataclasses.replace(inputs.tokens, lengths=(300,) * 12))
+    at = {c: peak_bytes(components(inputs, tokens=dataclasses.replace(inputs.tokens, lengths=(c,) * 12)))
+          for c in (128, 192)}  # fmt: skip
+    assert fit_cutoff(inputs, (at[128] + at[192]) / 2)[0] == 128
+    assert fit_cutoff(inputs, 1.0)[0] == 0
+    assert fit_cutoff(inputs, 1e12)[0] >= 300  # everything fits uncut
 
 
 def test_fit_zero_picks_the_first_stage_that_fits(tiny_model_dir: Path, tmp_path: Path) -> None:
