@@ -18,7 +18,7 @@ import torch
 
 from lmforge.config.schema import RunConfig
 from lmforge.estimate.hardware import DEFAULT_MFU, Device, device, human, parse_bytes
-from lmforge.estimate.memory import Component, Plan, memory_components, peak_bytes
+from lmforge.estimate.memory import PHASES, Component, Plan, memory_components, peak_bytes
 from lmforge.estimate.shape import ModelShape, model_shape
 from lmforge.estimate.timing import flops_per_token, step_seconds
 from lmforge.estimate.tokens import RL_STAGES, TokenStats, token_stats
@@ -148,11 +148,10 @@ def render(inputs: Inputs, parts: list[Component], peak: float, budget: float | 
     width = max(len(c.name) for c in parts)
     for c in parts:
         lines.append(f"  {c.name:<{width}}  {c.phase:<8} {human(c.bytes):>10}   {c.formula}")
-    phases = {p: sum(c.bytes for c in parts if c.phase == p) for p in ("static", "fwd/bwd", "step", "rollout")}
-    lines.append(
-        f"  peak = static {human(phases['static'])} + max(fwd/bwd {human(phases['fwd/bwd'])}, step "
-        f"{human(phases['step'])}, rollout {human(phases['rollout'])}) = {human(peak)}"
-    )
+    phases = {p: sum(c.bytes for c in parts if c.phase == p) for p in PHASES}
+    static = sum(c.bytes for c in parts if c.phase == "static")
+    shown = ", ".join(f"{p} {human(v)}" for p, v in phases.items() if v)
+    lines.append(f"  peak = static {human(static)} + max({shown}) = {human(peak)}")
     if budget:
         verdict = "fits" if peak <= budget else "DOES NOT FIT"
         lines.append(f"  budget {human(budget)} per device: {verdict} ({100 * peak / budget:.0f}%)")

@@ -1,11 +1,12 @@
 """Per-device training memory of a config, component by component, each with the formula that produced it.
 
-Peak = static + max(forward/backward phase, optimizer-step phase, rollout phase):
+Peak = static + max(forward/backward phase, optimizer-step phase, rollout phase, load phase):
   static    weights (+ reference / reward model) + optimizer states (they live across steps);
   fwd/bwd   saved activations of the largest micro-batch + the loss buffers at the start of backward (log-softmax
             output, its gradient and the logits gradient, fp32) + the output head's gradient, produced first;
   step      every trainable parameter's gradient;
-  rollout   (ppo/grpo) the KV cache of generation.
+  rollout   (ppo/grpo) the KV cache of generation;
+  load      (qlora) the checkpoint's tensors, held in the model dtype while loading quantises them.
 Activations per token and layer of a Llama/Qwen-style block, counted from the tensors autograd saves with SDPA
 (Korthikanti et al. without dropout; FlashAttention-style kernels keep no score matrix):
   2h (input RMSNorm in/out) + 2h + 2kv (q, k, v, attention output kept by SDPA) + h (o_proj input)
@@ -29,7 +30,9 @@ ADAM_LIKE = ("adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_apex_
 EIGHT_BIT = ("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit", "adamw_torch_8bit", "paged_adamw_32bit")
 NF4_BYTES = 0.5  # per quantised weight
 NF4_CONSTANTS = {True: 1 / 64 + 4 / (64 * 256), False: 4 / 64}  # absmax per 64-block (double quant: 8-bit + fp32)
-CPU_CHECKPOINT_LAYERS = 1  # blocks recomputed at once under gradient checkpointing
+CPU_CHECKPOINT_LAYERS = 1
+#: phases that do not overlap: each adds to the static part on its own
+PHASES = ("fwd/bwd", "step", "rollout", "load")  # blocks recomputed at once under gradient checkpointing
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ def memory_components(
         formula = f"{shape.linear_base_params:,} quantised linear weights x {how} + the rest at {b} B"
         out.append(Component("dequantised weight", shape.largest_linear_params * b,
                              "one linear dequantised per matmul (the largest)", "fwd/bwd"))  # fmt: skip
+        out.append(Component("checkpoint while quantising", (shape.total_params - shape.adapter_params) * b,
+                             "the checkpoint's tensors in the model dtype, held while loading quantises them",
+                             "load"))  # fmt: skip
     deepspeed_half = stage > 0 and dtype != "float32"  # the DeepSpeed engine holds the module in 16 bits
     if deepspeed_half:
         weight_bytes, formula = float(shape.total_params * b), f"{shape.total_params:,} x {b} B (DeepSpeed {dtype})"
@@ -193,15 +199,8 @@ def memory_components(
 
 def peak_bytes(components: list[Component]) -> float:
     static = sum(c.bytes for c in components if c.phase == "static")
-    phases = {phase: sum(c.bytes for c in components if c.phase == phase) for phase in ("fwd/bwd", "step", "rollout")}
+    phases = {phase: sum(c.bytes for c in components if c.phase == phase) for phase in PHASES}
     return static + max(phases.values())
-
-
-def describe_phases(components: list[Component]) -> dict[str, float]:
-    return {
-        phase: sum(c.bytes for c in components if c.phase == phase)
-        for phase in ("static", "fwd/bwd", "step", "rollout", "cpu")
-    }
 
 
 def needs_reference_copy(cfg: RunConfig) -> bool:
