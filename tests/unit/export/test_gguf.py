@@ -201,3 +201,14 @@ def test_existing_destination_needs_overwrite(tiny_model_dir: Path, tmp_path: Pa
 def test_safetensors_export_still_requires_an_adapter(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     assert main(["export", "--model", str(tiny_model_dir), "--output", str(tmp_path / "o")]) == 2
     assert "needs --adapter" in capsys.readouterr().err
+
+
+def test_k_quants_without_llama_cpp_say_how_to_get_it(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmforge.export import gguf_llamacpp
+
+    monkeypatch.setattr(gguf_llamacpp, "installed", lambda: False)
+    with pytest.raises(ConfigError, match=r"lmforge\[llamacpp\]"):
+        export_gguf(str(tiny_model_dir), str(tmp_path / "out"), "q4_k_m")
+    assert not (tmp_path / "out").exists()
