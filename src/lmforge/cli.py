@@ -35,6 +35,16 @@ def cmd_data_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from lmforge.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from lmforge.estimate.command import estimate_command
+
+    estimate_command(cfg, args.gpus, args.gpu, args.gpu_mem, args.measure, args.fit)
+    return 0
+
+
 def cmd_init_model(args: argparse.Namespace) -> int:
     from lmforge.models.init import init_model
 
@@ -50,6 +60,10 @@ def cmd_init_model(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "gguf":
+        return _export_gguf(args)
+    if not args.adapter:
+        raise LmforgeError("export --format safetensors needs --adapter (a folder to merge into --model)")
     from lmforge.export import export_merged
 
     meta = export_merged(
@@ -64,6 +78,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     checks = ", ".join(f"{k} {v:.3g}" for k, v in meta["verification"].items())
     print(f"exported to {args.output} ({args.dtype}); max abs logit diffs: {checks}")
+    return 0
+
+
+def _export_gguf(args: argparse.Namespace) -> int:
+    from lmforge.export.gguf_export import export_gguf
+
+    meta = export_gguf(
+        model=args.model,
+        output=args.output,
+        gguf_type=args.gguf_type,
+        adapter=args.adapter,
+        template=args.template,
+        system=args.system,
+        overwrite=args.overwrite,
+        allow_unsafe_pickle=args.allow_unsafe_pickle,
+        qlora_base=args.qlora_base,
+    )
+    checks = ", ".join(f"{k} {v:.3g}" for k, v in meta["verification"].items())
+    print(f"exported {args.output}/{meta['file']} and {args.output}/Modelfile; verified: {checks}")
+    print(f"run it: cd {args.output} && ollama create {meta['file'].split('.')[0]} -f Modelfile")
     return 0
 
 
@@ -200,6 +234,32 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     prev.set_defaults(func=cmd_data_preview)
 
 
+def _add_estimate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "estimate",
+        help="memory and time of a training config before it runs (per component, with formulas); --fit, --measure",
+        description="Read the same YAML as `lmforge train` and print the per-device memory of every component "
+        "(weights, reference model, optimizer states, gradients, activations of this dataset's real tokens per "
+        "micro-batch, logits/loss buffers, rollout KV cache) with its formula, the peak, and FLOPs/time per step "
+        "and per run. Formulas and measured accuracy: docs/estimate.md.",
+    )
+    p.add_argument("config", help=CONFIG_HELP)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, applied in order")
+    p.add_argument("--gpus", type=int, default=1, help="number of GPUs (data parallel, ZeRO partitions); default 1")
+    p.add_argument(
+        "--gpu", help="device for time and default budget: h100, h800, h200, a100, a800, l40s, a10, 4090, v100"
+    )
+    p.add_argument("--gpu-mem", help="memory budget per device, e.g. 80GB or 24GiB (default: the --gpu's)")
+    p.add_argument(
+        "--measure", type=int, nargs="?", const=3, default=0, metavar="STEPS",
+        help="also run STEPS (default 3) real training steps here: measured peak memory, step time, MFU",
+    )  # fmt: skip
+    p.add_argument(
+        "--fit", choices=["batch", "cutoff_len", "zero"], help="largest batch / cutoff_len, or smallest ZeRO"
+    )
+    p.set_defaults(func=cmd_estimate)
+
+
 def cmd_tokenizer_extend(args: argparse.Namespace) -> int:
     from lmforge.models.vocab import extend_tokenizer
 
@@ -276,15 +336,27 @@ UNSAFE_PICKLE_HELP = "load .bin/.pt weights you trust (torch >= 2.6, weights_onl
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="merge a LoRA adapter into its base model and write a verified safetensors folder",
+        help="merge a LoRA adapter into its base model; write a verified safetensors folder or GGUF + Modelfile",
         description="Merge a PEFT adapter into the base model (fp32), check on fixed inputs that the merged logits "
         "equal the adapter model's (max abs diff <= 1e-4) and differ from the base's (> 1e-3), then write sharded "
         "safetensors, the tokenizer (with chat template), generation_config (stops on the template's end-of-turn "
-        "ids) and lmforge_export.json. Files are staged next to --output and renamed into place at the end.",
+        "ids) and lmforge_export.json. Files are staged next to --output and renamed into place at the end. "
+        "--format gguf writes OUTPUT/NAME.TYPE.gguf (llama.cpp) and an Ollama Modelfile (TEMPLATE, stop tokens), "
+        "verified by reloading the file: logits, greedy text and tokenizer round trip (docs/export.md).",
     )
     p.add_argument("--model", required=True, help="base model folder or hub id the adapter was trained on")
-    p.add_argument("--adapter", required=True, help="adapter folder (a LoRA run's output_dir or checkpoint)")
+    p.add_argument("--adapter", help="adapter folder (a LoRA run's output_dir or checkpoint); gguf: optional")
     p.add_argument("--output", required=True, help="destination folder (must not exist unless --overwrite)")
+    p.add_argument("--format", choices=["safetensors", "gguf"], default="safetensors", help="default safetensors")
+    p.add_argument(
+        "--gguf-type",
+        choices=["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"],
+        default="f16",
+        help="gguf: tensor type (default f16; q4_0 keeps embeddings and output head in q8_0; k-quants need "
+        "lmforge[llamacpp])",
+    )
+    p.add_argument("--template", default="auto", help="gguf: chat template for the file and Modelfile (default auto)")
+    p.add_argument("--system", help="gguf: SYSTEM prompt for the Modelfile (use the one the training data had)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="saved dtype")
     p.add_argument("--shard-size", default="2GB", help="maximum safetensors shard size (default 2GB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
@@ -379,6 +451,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
     _add_templates,
+    _add_estimate,
     _add_init_model,
     _add_tokenizer,
     _add_export,
