@@ -47,15 +47,28 @@ def _cut(text: str, *markers: str) -> list[str]:
 
 
 def derive_pieces(template: Any, tokenizer: Any, bos_added: bool) -> ChatPieces:
-    """Cut conversations rendered by `template` at marker contents. `bos_added`: llama.cpp adds BOS itself."""
+    """Cut conversations rendered by `template` at marker contents. `bos_added`: llama.cpp adds BOS itself.
+
+    The prompt pieces come from the inference renderings (generation prompt included), the reply pieces from the
+    training rendering: what follows the prompt up to the reply text is written by the model (e.g. " " or a think
+    block), and the reply's end runs through its first stop token."""
     convo = [{"role": "user", "content": U1}, {"role": "assistant", "content": A1}]
     convo += [{"role": "user", "content": U2}, {"role": "assistant", "content": A2}]
-    turns = template.encode_turns(tokenizer, convo)
-    open_, to_assistant = _cut(_text(tokenizer, turns[0].prompt_ids), U1)
-    reply_prefix, end = _cut(_text(tokenizer, turns[0].response_ids), A1)
-    between, _ = _cut(_text(tokenizer, turns[1].prompt_ids), U2)
-    with_sys = template.encode_turns(tokenizer, [{"role": "system", "content": SYS}, *convo[:2]])
-    open_sys, sys_close, _ = _cut(_text(tokenizer, with_sys[0].prompt_ids), SYS, U1)
+    full = template.render(tokenizer, convo)
+    prompt = template.render(tokenizer, convo[:1], add_generation_prompt=True)
+    if not full.startswith(prompt):
+        raise ExportError(
+            f"Modelfile: the chat template {template.name!r} renders a reply's prompt differently inside a longer "
+            "conversation, which an Ollama TEMPLATE cannot express"
+        )
+    open_, to_assistant = _cut(prompt, U1)
+    reply_prefix, tail = _cut(full[len(prompt) :], A1)
+    tail, _ = _cut(tail, U2)
+    stops = [s for s in stop_strings(tokenizer, template.stop_token_ids(tokenizer)) if s and s in tail]
+    cut = min((tail.index(s) + len(s) for s in stops), default=0)
+    end, between = tail[:cut], tail[cut:]
+    with_sys = template.render(tokenizer, [{"role": "system", "content": SYS}, convo[0]], add_generation_prompt=True)
+    open_sys, sys_close, _ = _cut(with_sys, SYS, U1)
     if bos_added and tokenizer.bos_token:
         open_, open_sys = (p.removeprefix(tokenizer.bos_token) for p in (open_, open_sys))
     return ChatPieces(open_, open_sys, sys_close, to_assistant, reply_prefix, end, between)

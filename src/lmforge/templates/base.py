@@ -154,8 +154,10 @@ class ChatTemplate:
         ids += self._extra_stop_ids + self._closing_ids(tokenizer, specials)
         if tokenizer.eos_token_id is not None:
             ids.append(tokenizer.eos_token_id)
-        facts.stop_ids = list(dict.fromkeys(ids))
-        facts.stops = tuple(tokenizer.convert_ids_to_tokens(facts.stop_ids))
+        known = [(i, tokenizer.convert_ids_to_tokens(i)) for i in dict.fromkeys(ids)]
+        known = [(i, token) for i, token in known if token is not None]  # a generation config may name other ids
+        facts.stop_ids = [i for i, _ in known]
+        facts.stops = tuple(token for _, token in known)
         eos = tokenizer.eos_token_id
         facts.append_id = eos if eos in facts.stop_ids else (facts.stop_ids[0] if facts.stop_ids else None)
         return facts
