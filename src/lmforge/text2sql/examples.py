@@ -63,9 +63,8 @@ def read_examples(path: str | Path, need_query: bool = True) -> list[Example]:
             missing.append("query")
         if missing:
             raise DataError(f"{where}: missing {missing}; expected db_id, question and query (or BIRD's SQL)")
-        examples.append(
-            Example(str(row["db_id"]), str(row["question"]), (query or "").strip(), where, str(row.get("evidence") or ""))
-        )
+        evidence = str(row.get("evidence") or "")
+        examples.append(Example(str(row["db_id"]), str(row["question"]), (query or "").strip(), where, evidence))
     return examples
 
 

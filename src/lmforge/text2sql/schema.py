@@ -38,7 +38,9 @@ class DbSchema:
 
     def lower_map(self) -> dict[str, list[str]]:
         """table (lower case) -> its columns (lower case): the namespace SQL is resolved in."""
-        return {t.lower(): [self.columns[i].name.lower() for i in self.table_columns(k)] for k, t in enumerate(self.tables)}
+        return {
+            t.lower(): [self.columns[i].name.lower() for i in self.table_columns(k)] for k, t in enumerate(self.tables)
+        }
 
 
 def _keys(raw: list[Any]) -> tuple[tuple[int, ...], ...]:

@@ -153,7 +153,7 @@ class _Builder:
         items = [(source.this, None)]
         for join in node.args.get("joins") or []:
             if join.args.get("kind") or join.args.get("side") or join.args.get("method") or join.args.get("using"):
-                raise SqlParseError("only plain JOIN ... ON is inside Spider's SQL grammar (no INNER/LEFT/comma joins)")
+                raise SqlParseError("only plain JOIN ... ON is in Spider's SQL grammar (no INNER/LEFT/comma joins)")
             items.append((join.this, join.args.get("on")))
         for item, on in items:
             if isinstance(item, exp.Subquery):
