@@ -54,3 +54,29 @@ def messages_for(
     if with_answer:
         messages.append({"role": "assistant", "content": example.query})
     return messages
+
+
+def load_prompt_settings(
+    path: str | None, schema_format: str | None, sample_rows: int | None
+) -> tuple[PromptSettings, int | None]:
+    """Settings saved by prepare (flags may not contradict them), or built from the flags; plus its cutoff_len."""
+    if path is None:
+        return PromptSettings(schema_format or "nl", sample_rows or 0), None
+    import json
+
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--prompt-settings {path}: cannot read it ({exc})") from None
+    cutoff = saved.pop("cutoff_len", None)
+    unknown = set(saved) - set(PromptSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"--prompt-settings {path}: unknown keys {sorted(unknown)}")
+    settings = PromptSettings(**saved)
+    for flag, value, kept in (
+        ("--schema-format", schema_format, settings.schema_format),
+        ("--sample-rows", sample_rows, settings.sample_rows),
+    ):
+        if value is not None and value != kept:
+            raise ConfigError(f"{flag} {value} differs from {path} ({kept}); prompts would differ from training's")
+    return settings, cutoff
