@@ -1,7 +1,7 @@
 """Fit a prompt into `cutoff_len` tokens by leaving out whole tables, and count what was left out.
 
 Tables the gold query does not use go first (when a gold query is known), then tables from the end; a prompt
-that does not fit even with no tables is reported as dropped. Nothing is cut silently.
+that does not fit with one table left is reported as dropped. Nothing is cut silently.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lmforge.text2sql.serialize import TableBlock
 
 @dataclass(frozen=True)
 class Fitted:
-    blocks: list[TableBlock] | None  # None: does not fit even without any table
+    blocks: list[TableBlock] | None  # None: does not fit even with a single table
     dropped_tables: int = 0
     dropped_columns: int = 0
 
@@ -39,7 +39,7 @@ def fit_blocks(
     used = tables_used(gold_sql)
     order = sorted(range(len(blocks)), key=lambda i: (blocks[i].table.lower() in used, -i))  # first = drop first
     kept = list(range(len(blocks)))
-    for i in order:
+    for i in order[:-1]:  # a prompt keeps at least one table
         kept.remove(i)
         candidate = [blocks[k] for k in kept]
         if length(candidate) <= cutoff_len:

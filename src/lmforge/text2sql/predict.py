@@ -70,7 +70,7 @@ def predict(
         for ex, conv in zip(batch, conversations, strict=True):
             record: dict[str, Any] = {"db_id": ex.db_id, "question": ex.question, "where": ex.where}
             if conv is None:
-                record.update(sql="", answer="", error="prompt longer than cutoff_len even without tables")
+                record.update(sql="", answer="", error="prompt longer than cutoff_len even with one table")
             else:
                 raw = [next(replies) for _ in range(n)]
                 candidates = [extract_sql(a) for a in raw]

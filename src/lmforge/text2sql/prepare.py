@@ -135,7 +135,7 @@ def format_prepare_report(report: dict[str, Any], output: str) -> str:
                 f"({r['dropped_tables']} tables / {r['dropped_columns']} columns left out)"
             )
         if r["dropped_too_long"]:
-            line += f"; {len(r['dropped_too_long'])} dropped (too long even without tables), first: "
+            line += f"; {len(r['dropped_too_long'])} dropped (too long even with one table), first: "
             line += r["dropped_too_long"][0]
         lines.append(line)
     leak = report.get("leakage")
