@@ -92,10 +92,11 @@ def evaluate(
     for i, (p, g) in enumerate(zip(preds, gold, strict=True)):
         schema = schema_for(schemas, g.db_id, g.where)
         row: dict[str, Any] = {"index": i, "db_id": g.db_id, "gold": g.query, "pred": p.sql, "where": g.where}
+        row["data_errors"] = []
         try:
             gold_structure = spider_structure(g.query, schema)
         except SqlParseError as exc:
-            row["data_error"] = f"{g.where}: gold query outside Spider's grammar ({exc}); EM and hardness skipped"
+            row["data_errors"].append(f"{g.where}: gold query outside Spider's grammar ({exc}); EM, hardness skipped")
             gold_structure = None
         row["hardness"] = hardness(gold_structure) if gold_structure else None
         if gold_structure is not None:
@@ -119,7 +120,7 @@ def evaluate(
         rows.append(row)
     for i, (outcome, message) in zip([t[0] for t in tasks], _run_all([t[1] for t in tasks], workers), strict=True):
         if outcome == "gold_error":
-            rows[i]["data_error"] = f"{rows[i]['where']}: {message}; EX skipped"
+            rows[i]["data_errors"].append(f"{rows[i]['where']}: {message}; EX skipped")
         else:
             rows[i]["outcome"] = outcome
             if message:
@@ -180,7 +181,7 @@ def summarize(rows: list[dict[str, Any]], executed: bool) -> dict[str, Any]:
         "outcomes": {k: outcomes.get(k, 0) for k in OUTCOMES} if executed else {},
         "by_hardness": {level: _scores(by_hardness[level], executed) for level in LEVELS if by_hardness[level]},
         "by_db": {db: _scores(r, executed) for db, r in sorted(by_db.items())},
-        "data_errors": [r["data_error"] for r in rows if "data_error" in r],
+        "data_errors": [e for r in rows for e in r["data_errors"]],
         "examples": rows,
     }
 
