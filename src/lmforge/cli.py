@@ -442,16 +442,35 @@ def cmd_text2sql_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_text2sql_synth_db(args: argparse.Namespace) -> int:
+    from lmforge.text2sql.examples import read_gold
+    from lmforge.text2sql.schema import load_tables, schema_for
+    from lmforge.text2sql.synth_db import synthesize
+
+    schemas, gold = load_tables(args.tables), read_gold(args.gold)
+    for ex in gold:
+        schema_for(schemas, ex.db_id, ex.where)
+    report = synthesize(schemas, gold, args.output, args.count, args.rows, args.seed)
+    print(
+        f"{report.databases} databases -> {args.output}/DB_ID/*.sqlite; {report.gold_checked} gold queries checked: "
+        f"{len(report.gold_failures)} fail, {report.empty_results} return no rows on every database"
+    )
+    for failure in report.gold_failures[:10]:
+        print(f"  {failure}")
+    return 0
+
+
 def _add_text2sql(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "text2sql",
         help="text-to-SQL on Spider-format data: prepare SFT data, predict, evaluate (EX and EM)",
         description="Spider/BIRD-format text-to-SQL: `prepare` builds an SFT dataset + catalogue from question "
         "files and tables.json; train it with `lmforge train configs/text2sql/lora.yaml`; `predict` writes SQL "
-        "for each question; `eval` scores predictions by execution (EX) and exact-set match (EM). See "
+        "for each question; `eval` scores predictions by execution (EX) and exact-set match (EM); `synth-db` builds "
+        "test databases from tables.json. See "
         "docs/text2sql.md.",
     )
-    t_sub = p.add_subparsers(dest="text2sql_command", required=True, metavar="{prepare,predict,eval}")
+    t_sub = p.add_subparsers(dest="text2sql_command", required=True, metavar="{prepare,predict,eval,synth-db}")
     prep = t_sub.add_parser("prepare", help="question files + tables.json -> SFT dataset (openai JSONL) + catalogue")
     prep.add_argument("--spider", required=True, nargs="+", metavar="DIR|FILE", help="Spider folder or question files")
     prep.add_argument("--tables", required=True, help="tables.json (Spider schema format)")
@@ -500,6 +519,21 @@ def _add_text2sql(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--workers", type=int, help="processes executing queries (default: CPUs, at most 8)")
     ev.add_argument("--output", help="write the full report (per example too) as JSON here")
     ev.set_defaults(func=cmd_text2sql_eval)
+
+    syn = t_sub.add_parser("synth-db", help="build test SQLite databases from tables.json (EX without the originals)")
+    syn.add_argument("--tables", required=True, help="tables.json")
+    syn.add_argument(
+        "--gold",
+        required=True,
+        help="gold queries ('SQL<TAB>db_id' or a question file): which db_ids, and the literals to plant",
+    )
+    syn.add_argument(
+        "--output", required=True, help="folder to write DB_ID/DB_ID_synthK.sqlite into (use as --db-dir)"
+    )
+    syn.add_argument("--count", type=int, default=3, help="databases per db_id (default 3)")
+    syn.add_argument("--rows", type=int, default=15, help="about this many rows per table in the first (default 15)")
+    syn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    syn.set_defaults(func=cmd_text2sql_synth_db)
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -1,8 +1,10 @@
 """Chat messages for one question: a system instruction, the schema + question as the user turn, the SQL as
-the assistant turn. The chat template turns these into ids, so training and prediction see the same prompt."""
+the assistant turn. The chat template turns these into ids, so training and prediction see the same prompt.
+The user turn starts with `Database DB_ID schema:`, which is how the GRPO reward finds the database."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,7 @@ def blocks_for(schema: DbSchema, settings: PromptSettings, db_dir: str | Path | 
 def messages_for(
     example: Example, schema: DbSchema, blocks: list[TableBlock], settings: PromptSettings, with_answer: bool
 ) -> list[Message]:
-    user = f"Database schema:\n{schema_text(schema, settings.schema_format, blocks)}\n\n"
+    user = f"Database {schema.db_id} schema:\n{schema_text(schema, settings.schema_format, blocks)}\n\n"
     if example.evidence:
         user += f"Hint: {example.evidence}\n"
     user += f"Question: {example.question}"
@@ -80,3 +82,13 @@ def load_prompt_settings(
         if value is not None and value != kept:
             raise ConfigError(f"{flag} {value} differs from {path} ({kept}); prompts would differ from training's")
     return settings, cutoff
+
+
+_DB_LINE = re.compile(r"^Database (\S+) schema:", re.MULTILINE)
+
+
+def prompt_db_id(messages: list[Message]) -> str | None:
+    """The db_id named by a prompt built here (the last user turn), or None."""
+    users = [m for m in messages if m.get("role") == "user"]
+    found = _DB_LINE.search(str(users[-1].get("content", ""))) if users else None
+    return found.group(1) if found else None
