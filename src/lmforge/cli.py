@@ -417,7 +417,13 @@ def cmd_text2sql_predict(args: argparse.Namespace) -> int:
     builder = PromptBuilder(schemas, settings, args.db_dir, engine.tokenizer, engine.template, cutoff)
     consistency = SelfConsistency(args.num_samples, args.db_dir)
     records, report = predict(engine, examples, builder, options, args.batch_size, consistency)
-    jsonl, sql = write_predictions(args.output, records)
+    import dataclasses
+
+    run = {
+        k: getattr(args, k) for k in ("model", "adapter", "template", "questions", "tables", "db_dir", "num_samples")
+    }
+    run |= {"prompt": settings.to_dict(), "cutoff_len": cutoff, "generation": dataclasses.asdict(options)}
+    jsonl, sql = write_predictions(args.output, records, {**run, "lmforge": __version__})
     note = f"; {report.truncated} schemas truncated to fit cutoff_len" if report.truncated else ""
     print(f"{len(records)} predictions -> {jsonl} and {sql}{note}")
     return 0

@@ -27,7 +27,7 @@ from lmforge.text2sql.execution import (
     strip_distinct,
 )
 from lmforge.text2sql.hardness import LEVELS, hardness
-from lmforge.text2sql.schema import DbSchema, database_files, schema_for
+from lmforge.text2sql.schema import DbSchema, check_database_matches, database_files, schema_for
 from lmforge.text2sql.spider_sql import SqlParseError, empty_sql, parse_sql_tree, spider_structure
 from lmforge.utils.errors import DataError
 
@@ -88,6 +88,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Per-example verdicts and the aggregated report (see `summarize`)."""
     rows: list[dict[str, Any]] = []
+    checked: dict[str, int] = {}  # db_id -> database files used
     tasks: list[tuple[int, tuple[str, str, list[str], ExecSettings]]] = []
     for i, (p, g) in enumerate(zip(preds, gold, strict=True)):
         schema = schema_for(schemas, g.db_id, g.where)
@@ -113,6 +114,10 @@ def evaluate(
                     f"{g.where}: no SQLite file for db_id {g.db_id!r}: expected {Path(db_dir) / g.db_id}/*.sqlite "
                     "(build test databases with `lmforge text2sql synth-db`, or leave out --db-dir for EM only)"
                 )
+            if g.db_id not in checked:
+                for f in files:
+                    check_database_matches(schema, f)
+                checked[g.db_id] = len(files)
             if row["parsed"]:
                 tasks.append((i, (g.query, p.sql, [str(f) for f in files], settings)))
             else:
@@ -125,7 +130,9 @@ def evaluate(
             rows[i]["outcome"] = outcome
             if message:
                 rows[i]["message"] = message
-    return summarize(rows, executed=db_dir is not None)
+    report = summarize(rows, executed=db_dir is not None)
+    report["databases"] = {"db_dir": db_dir, "files_per_db": checked}
+    return report
 
 
 def _exact_match(pred_sql: str, gold_structure: dict[str, Any], schema: DbSchema) -> bool:
@@ -205,6 +212,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [line(db, s) for db, s in report["by_db"].items()]
     lines.append("")
     lines.append(f"valid SQL: {_pct(report['metrics']['valid_sql_rate'])}%")
+    if executed:
+        files = report.get("databases", {}).get("files_per_db", {})
+        lines.append(f"EX on {sum(files.values())} database files under {report['databases']['db_dir']}")
     if report["outcomes"]:
         lines.append("outcomes: " + ", ".join(f"{k} {v}" for k, v in report["outcomes"].items()))
     if report["data_errors"]:

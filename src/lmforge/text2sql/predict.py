@@ -85,10 +85,14 @@ def predict(
     return records, report
 
 
-def write_predictions(output: str | Path, records: list[dict[str, Any]]) -> tuple[Path, Path]:
-    """OUTPUT/predictions.jsonl (everything) and OUTPUT/predictions.sql (Spider's one query per line)."""
+def write_predictions(
+    output: str | Path, records: list[dict[str, Any]], settings: dict[str, Any]
+) -> tuple[Path, Path]:
+    """OUTPUT/predictions.jsonl (everything), OUTPUT/predictions.sql (Spider's one query per line) and
+    OUTPUT/predict_settings.json (model, adapter, template, prompt and generation settings: what reproduces it)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "predict_settings.json").write_text(json.dumps(settings, indent=2, default=str), encoding="utf-8")
     jsonl, sql = out / "predictions.jsonl", out / "predictions.sql"
     with jsonl.open("w", encoding="utf-8") as f:
         for r in records:

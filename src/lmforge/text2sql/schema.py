@@ -97,3 +97,20 @@ def database_files(db_dir: str | Path, db_id: str) -> list[Path]:
     """Every SQLite file of `db_id` under db_dir/db_id/ (the original plus test-suite neighbours), sorted."""
     folder = Path(db_dir) / db_id
     return sorted(p for p in folder.glob("*.sqlite") if p.is_file()) if folder.is_dir() else []
+
+
+def check_database_matches(schema: DbSchema, db_file: Path) -> None:
+    """Refuse a database file that lacks tables of its tables.json schema: EX on the wrong database folder gives
+    meaningless (often inflated) scores, the commonest text-to-SQL evaluation mistake."""
+    from lmforge.text2sql.execution import run_query
+
+    result = run_query(db_file, "SELECT name FROM sqlite_master WHERE type = 'table'", timeout_s=10.0)
+    if not result.ok:
+        raise DataError(f"{db_file}: cannot read it as SQLite ({result.message})")
+    present = {str(name).lower() for (name,) in result.rows}
+    missing = [t for t in schema.tables if t.lower() not in present]
+    if missing:
+        raise DataError(
+            f"{db_file}: has no table {', '.join(missing)} of db_id {schema.db_id!r} in tables.json; "
+            "is --db-dir the database folder of this split?"
+        )

@@ -4,6 +4,7 @@ eval's bad-input messages name the file and line."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,9 @@ def test_prepare_train_predict_eval_end_to_end(
         ],
         capsys,
     )
-    assert code == 0 and "valid SQL" in out
+    assert code == 0 and "valid SQL" in out and "EX on 1 database files" in out
+    settings = json.loads((tmp_path / "pred" / "predict_settings.json").read_text())
+    assert settings["generation"]["temperature"] == 0.0 and settings["prompt"]["sample_rows"] == 1
     report = json.loads(report_path.read_text())
     assert report["metrics"]["count"] == 30 and report["metrics"]["ex"] is not None
     assert sum(report["outcomes"].values()) == 30
@@ -188,3 +191,16 @@ def test_gold_file_format_error_names_the_line(shop: dict[str, Path], capsys: py
     shop["gold"].write_text("SELECT 1\tshop\nno tab here\n")
     code, _, err = _eval(shop, "SELECT 1\nSELECT 1\n", capsys)
     assert code == 2 and "gold.sql:2: expected 'SQL<TAB>db_id'" in err
+
+
+def test_database_folder_of_another_split_is_refused(
+    shop: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DB-GPT-Hub's commonest evaluation mistake: a --db-dir whose files do not hold the schema's tables."""
+    wrong = shop["db"] / "shop" / "shop.sqlite"
+    wrong.unlink()
+    connection = sqlite3.connect(wrong)
+    connection.execute("CREATE TABLE customer (id, name, city)")
+    connection.close()
+    code, _, err = _eval(shop, "SELECT 1\nSELECT 1\n", capsys)
+    assert code == 2 and "has no table orders of db_id 'shop'" in err and "--db-dir" in err
