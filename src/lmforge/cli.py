@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from lmforge import __version__
 from lmforge.utils.errors import LmforgeError
@@ -377,6 +376,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_text2sql_prepare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from lmforge.text2sql.examples import find_question_files
     from lmforge.text2sql.prepare import format_prepare_report, prepare
     from lmforge.text2sql.prompts import PromptSettings
@@ -393,7 +394,8 @@ def cmd_text2sql_prepare(args: argparse.Namespace) -> int:
         tokenizer = load_plain_tokenizer(args.tokenizer)
         builder_args |= {"tokenizer": tokenizer, "template": get_template(args.template, tokenizer)}
     files = find_question_files(args.spider)
-    report = prepare(files, load_tables(args.tables), args.output, settings, builder_args, args.dev, args.name)
+    dev = Path(args.dev) if args.dev else None
+    report = prepare(files, load_tables(args.tables), args.output, settings, builder_args, dev, args.name)
     print(format_prepare_report(report, args.output))
     return 0
 
@@ -482,7 +484,7 @@ def _add_text2sql(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--tables", required=True, help="tables.json (Spider schema format)")
     prep.add_argument("--db-dir", help="folder of DB_ID/*.sqlite (needed for --sample-rows)")
     prep.add_argument("--output", required=True, help="folder for the dataset, datasets.yaml and the report")
-    prep.add_argument("--dev", type=Path, help="a dev question file: written too, and checked for leakage")
+    prep.add_argument("--dev", help="a dev question file: written too, and checked for leakage")
     prep.add_argument("--name", default="text2sql", help="dataset name prefix (default text2sql)")
     prep.add_argument("--schema-format", choices=["nl", "ddl"], default="nl", help="schema text (default nl)")
     prep.add_argument("--sample-rows", type=int, default=0, help="sample rows per table from the database")

@@ -125,3 +125,13 @@ def test_question_without_query_names_the_line(tmp_path: Path, spider_schemas: d
     questions.write_text('{"db_id": "singer", "question": "q", "query": "SELECT 1"}\n{"db_id": "singer"}\n')
     with pytest.raises(DataError, match=r"q.jsonl:2: missing \['question', 'query'\]"):
         read_examples(questions)
+
+
+def test_spider_folder_means_its_train_files(tmp_path: Path) -> None:
+    from lmforge.text2sql.examples import find_question_files
+
+    for name in ("train_spider.json", "train_others.json", "dev.json"):
+        (tmp_path / name).write_text("[]")
+    assert find_question_files([str(tmp_path)]) == [tmp_path / "train_spider.json", tmp_path / "train_others.json"]
+    with pytest.raises(DataError, match="no train_spider.json"):
+        find_question_files([str(tmp_path / "dev.json"), str(tmp_path.parent)])
