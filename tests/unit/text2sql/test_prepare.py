@@ -133,5 +133,5 @@ def test_spider_folder_means_its_train_files(tmp_path: Path) -> None:
     for name in ("train_spider.json", "train_others.json", "dev.json"):
         (tmp_path / name).write_text("[]")
     assert find_question_files([str(tmp_path)]) == [tmp_path / "train_spider.json", tmp_path / "train_others.json"]
-    with pytest.raises(DataError, match="no train_spider.json"):
+    with pytest.raises(DataError, match=r"no train_spider\.json"):
         find_question_files([str(tmp_path / "dev.json"), str(tmp_path.parent)])
