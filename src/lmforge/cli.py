@@ -447,6 +447,175 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def cmd_text2sql_prepare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lmforge.text2sql.examples import find_question_files
+    from lmforge.text2sql.prepare import format_prepare_report, prepare
+    from lmforge.text2sql.prompts import PromptSettings
+    from lmforge.text2sql.schema import load_tables
+
+    settings = PromptSettings(args.schema_format, args.sample_rows)
+    if args.cutoff_len and not args.tokenizer:
+        raise LmforgeError("--cutoff-len needs --tokenizer (a model or tokenizer folder) to count prompt tokens")
+    builder_args: dict = {"db_dir": args.db_dir, "cutoff_len": args.cutoff_len}
+    if args.tokenizer:
+        from lmforge.models.adapters import load_plain_tokenizer
+        from lmforge.templates import get_template
+
+        tokenizer = load_plain_tokenizer(args.tokenizer)
+        builder_args |= {"tokenizer": tokenizer, "template": get_template(args.template, tokenizer)}
+    files = find_question_files(args.spider)
+    dev = Path(args.dev) if args.dev else None
+    report = prepare(files, load_tables(args.tables), args.output, settings, builder_args, dev, args.name)
+    print(format_prepare_report(report, args.output))
+    return 0
+
+
+def cmd_text2sql_predict(args: argparse.Namespace) -> int:
+    from lmforge.inference.engine import GenerationOptions, load_engine
+    from lmforge.text2sql.examples import read_examples
+    from lmforge.text2sql.predict import SelfConsistency, predict, write_predictions
+    from lmforge.text2sql.prepare import PromptBuilder
+    from lmforge.text2sql.prompts import load_prompt_settings
+    from lmforge.text2sql.schema import load_tables
+
+    if args.num_samples > 1 and (args.temperature <= 0 or not args.db_dir):
+        raise LmforgeError("--num-samples > 1 (self-consistency) needs --temperature > 0 and --db-dir")
+    settings, cutoff = load_prompt_settings(args.prompt_settings, args.schema_format, args.sample_rows)
+    examples = read_examples(args.questions, need_query=False)
+    schemas = load_tables(args.tables)
+    options = GenerationOptions(args.max_new_tokens, args.temperature, args.top_p, args.top_k, seed=args.seed)
+    engine = load_engine(args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle)
+    cutoff = args.cutoff_len or cutoff
+    builder = PromptBuilder(schemas, settings, args.db_dir, engine.tokenizer, engine.template, cutoff)
+    consistency = SelfConsistency(args.num_samples, args.db_dir)
+    records, report = predict(engine, examples, builder, options, args.batch_size, consistency)
+    import dataclasses
+
+    run = {
+        k: getattr(args, k) for k in ("model", "adapter", "template", "questions", "tables", "db_dir", "num_samples")
+    }
+    run |= {"prompt": settings.to_dict(), "cutoff_len": cutoff, "generation": dataclasses.asdict(options)}
+    jsonl, sql = write_predictions(args.output, records, {**run, "lmforge": __version__})
+    note = f"; {report.truncated} schemas truncated to fit cutoff_len" if report.truncated else ""
+    print(f"{len(records)} predictions -> {jsonl} and {sql}{note}")
+    return 0
+
+
+def cmd_text2sql_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from lmforge.text2sql.evaluate import ExecSettings, check_pairing, evaluate, format_report
+    from lmforge.text2sql.examples import read_gold, read_predictions
+    from lmforge.text2sql.schema import load_tables
+
+    preds, gold = read_predictions(args.pred), read_gold(args.gold)
+    check_pairing(preds, gold, args.pred, args.gold)
+    settings = ExecSettings(args.timeout, args.max_rows, args.keep_distinct)
+    report = evaluate(preds, gold, load_tables(args.tables), args.db_dir, settings, args.workers)
+    print(format_report(report))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1, default=str)
+        print(f"report: {args.output}")
+    return 0
+
+
+def cmd_text2sql_synth_db(args: argparse.Namespace) -> int:
+    from lmforge.text2sql.examples import read_gold
+    from lmforge.text2sql.schema import load_tables, schema_for
+    from lmforge.text2sql.synth_db import synthesize
+
+    schemas, gold = load_tables(args.tables), read_gold(args.gold)
+    for ex in gold:
+        schema_for(schemas, ex.db_id, ex.where)
+    report = synthesize(schemas, gold, args.output, args.count, args.rows, args.seed)
+    print(
+        f"{report.databases} databases -> {args.output}/DB_ID/*.sqlite; {report.gold_checked} gold queries checked: "
+        f"{len(report.gold_failures)} fail, {report.empty_results} return no rows on every database"
+    )
+    for failure in report.gold_failures[:10]:
+        print(f"  {failure}")
+    return 0
+
+
+def _add_text2sql(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "text2sql",
+        help="text-to-SQL on Spider-format data: prepare SFT data, predict, evaluate (EX and EM)",
+        description="Spider/BIRD-format text-to-SQL: `prepare` builds an SFT dataset + catalogue from question "
+        "files and tables.json; train it with `lmforge train configs/text2sql/lora.yaml`; `predict` writes SQL "
+        "for each question; `eval` scores predictions by execution (EX) and exact-set match (EM); `synth-db` builds "
+        "test databases from tables.json. See "
+        "docs/text2sql.md.",
+    )
+    t_sub = p.add_subparsers(dest="text2sql_command", required=True, metavar="{prepare,predict,eval,synth-db}")
+    prep = t_sub.add_parser("prepare", help="question files + tables.json -> SFT dataset (openai JSONL) + catalogue")
+    prep.add_argument("--spider", required=True, nargs="+", metavar="DIR|FILE", help="Spider folder or question files")
+    prep.add_argument("--tables", required=True, help="tables.json (Spider schema format)")
+    prep.add_argument("--db-dir", help="folder of DB_ID/*.sqlite (needed for --sample-rows)")
+    prep.add_argument("--output", required=True, help="folder for the dataset, datasets.yaml and the report")
+    prep.add_argument("--dev", help="a dev question file: written too, and checked for leakage")
+    prep.add_argument("--name", default="text2sql", help="dataset name prefix (default text2sql)")
+    prep.add_argument("--schema-format", choices=["nl", "ddl"], default="nl", help="schema text (default nl)")
+    prep.add_argument("--sample-rows", type=int, default=0, help="sample rows per table from the database")
+    prep.add_argument("--tokenizer", help="model/tokenizer folder to count tokens with (for --cutoff-len)")
+    prep.add_argument("--template", default="auto", help="chat template to count with (use training's)")
+    prep.add_argument("--cutoff-len", type=int, help="fit each example into this many tokens by leaving out tables")
+    prep.set_defaults(func=cmd_text2sql_prepare)
+
+    pred = t_sub.add_parser("predict", help="generate SQL for each question (greedy, batched)")
+    pred.add_argument("--model", required=True, help="model folder or hub id")
+    pred.add_argument("--adapter", help="PEFT adapter folder (a text2sql training run)")
+    pred.add_argument("--template", default="auto", help="chat template (the one training used)")
+    pred.add_argument("--questions", required=True, help="question file (Spider dev.json style)")
+    pred.add_argument("--tables", required=True, help="tables.json")
+    pred.add_argument("--db-dir", help="folder of DB_ID/*.sqlite (sample rows, self-consistency)")
+    pred.add_argument("--prompt-settings", help="text2sql_prompt.json written by prepare (same prompts as training)")
+    pred.add_argument("--schema-format", choices=["nl", "ddl"], help="without --prompt-settings (default nl)")
+    pred.add_argument("--sample-rows", type=int, help="without --prompt-settings (default 0)")
+    pred.add_argument("--cutoff-len", type=int, help="fit prompts into this many tokens (default: prepare's)")
+    pred.add_argument("--output", required=True, help="folder for predictions.jsonl and predictions.sql")
+    pred.add_argument("--batch-size", type=int, default=8, help="questions per generation batch (default 8)")
+    pred.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (default 256)")
+    pred.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    pred.add_argument("--top-p", type=float, default=0.9, help="nucleus mass when sampling (default 0.9)")
+    pred.add_argument("--top-k", type=int, default=50, help="top-k when sampling (default 50)")
+    pred.add_argument("--num-samples", type=int, default=1, help="> 1: self-consistency, majority by result")
+    pred.add_argument("--seed", type=int, help="sampling seed")
+    pred.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    pred.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
+    pred.set_defaults(func=cmd_text2sql_predict)
+
+    ev = t_sub.add_parser("eval", help="score predictions: execution accuracy (EX) and exact-set match (EM)")
+    ev.add_argument("--pred", required=True, help="predictions.jsonl, or one SQL per line")
+    ev.add_argument("--gold", required=True, help="gold: 'SQL<TAB>db_id' lines, or a question file with query")
+    ev.add_argument("--tables", required=True, help="tables.json")
+    ev.add_argument("--db-dir", help="folder of DB_ID/*.sqlite; every file of a db_id is used (test-suite style)")
+    ev.add_argument("--timeout", type=float, default=10.0, help="seconds per query (default 10)")
+    ev.add_argument("--max-rows", type=int, default=100_000, help="row cap per query (default 100000)")
+    ev.add_argument("--keep-distinct", action="store_true", help="do not remove DISTINCT before executing")
+    ev.add_argument("--workers", type=int, help="processes executing queries (default: CPUs, at most 8)")
+    ev.add_argument("--output", help="write the full report (per example too) as JSON here")
+    ev.set_defaults(func=cmd_text2sql_eval)
+
+    syn = t_sub.add_parser("synth-db", help="build test SQLite databases from tables.json (EX without the originals)")
+    syn.add_argument("--tables", required=True, help="tables.json")
+    syn.add_argument(
+        "--gold",
+        required=True,
+        help="gold queries ('SQL<TAB>db_id' or a question file): which db_ids, and the literals to plant",
+    )
+    syn.add_argument(
+        "--output", required=True, help="folder to write DB_ID/DB_ID_synthK.sqlite into (use as --db-dir)"
+    )
+    syn.add_argument("--count", type=int, default=3, help="databases per db_id (default 3)")
+    syn.add_argument("--rows", type=int, default=15, help="about this many rows per table in the first (default 15)")
+    syn.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    syn.set_defaults(func=cmd_text2sql_synth_db)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
@@ -458,6 +627,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_chat,
     _add_eval,
     _add_serve,
+    _add_text2sql,
 ]
 
 
