@@ -115,10 +115,6 @@ class ChatTemplate:
     def eos_token(self) -> str:
         return self.spec.eos_token if self.spec else ""
 
-    @property
-    def supports_tools(self) -> bool:
-        return self.spec.supports_tools if self.spec else "tools" in self.source or "tool_calls" in self.source
-
     def jinja(self) -> str:
         """The Jinja source (stored as the trained tokenizer's chat_template)."""
         return self.source
