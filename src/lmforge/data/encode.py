@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lmforge.config.schema import DataConfig
-from lmforge.templates import ChatTemplate, Encoded, has_control_text
+from lmforge.templates import ChatTemplate, Encoded
 from lmforge.utils.errors import DataError
 
 IGNORE_INDEX = -100
@@ -64,13 +64,13 @@ def _masked_row(conv: dict[str, Any], encoded: Encoded, tokenizer: Any, data: Da
     last = len(encoded.replies) - 1
     trained = [last] if data.mask_history else range(last + 1)
     row = fit_to_cutoff(encoded.input_ids, encoded.labels_for(trained, data.train_on_prompt), data)
-    return with_template_counts(row, encoded, tokenizer, conv["messages"])
+    return with_template_counts(row, encoded)
 
 
-def with_template_counts(row: dict[str, Any], encoded: Encoded, tokenizer: Any, messages: list[dict]) -> dict:
+def with_template_counts(row: dict[str, Any], encoded: Encoded) -> dict[str, Any]:
     """Add what the report counts about the encoding: special-token text kept as text (A16), tokens that
     straddle a reply edge, and a stop token appended to a format that ends replies with none."""
-    row["_control_text"] = has_control_text(tokenizer, messages)
+    row["_control_text"] = encoded.control_text
     row["_straddling"] = encoded.straddling
     row["_stop_appended"] = encoded.appended_stop
     return row

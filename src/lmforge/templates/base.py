@@ -57,6 +57,8 @@ class Encoded:
     straddling: int = 0
     #: whether the stop token was appended because the format ends the final reply with none (GLM-4)
     appended_stop: bool = False
+    #: whether a message holds special-token text, encoded as text (QUALITY A16)
+    control_text: bool = False
 
     def labels_for(self, replies: Collection[int], train_prompt: bool = False) -> list[int]:
         """Labels training only the replies whose index (0 = first reply) is in `replies`; with `train_prompt`
@@ -207,10 +209,16 @@ class ChatTemplate:
                 render = self._renderer(tokenizer, tools)
                 text = render(messages)
                 all_spans.append(locate_replies(text, render, messages, facts.header, facts.stops))
-                yield text, self._protected(tokenizer, text, render, messages)
+                protected = self._protected(tokenizer, text, render, messages)
+                controls.append(bool(protected))
+                yield text, protected
 
+        controls: list[bool] = []
         tokenized = tokenize_stream(tokenizer, rendered())
-        return [self._encoded(t, spans, facts) for t, spans in zip(tokenized, all_spans, strict=True)]
+        encoded = [self._encoded(t, spans, facts) for t, spans in zip(tokenized, all_spans, strict=True)]
+        for enc, control in zip(encoded, controls, strict=True):
+            enc.control_text = control
+        return encoded
 
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: Tools = None) -> list[int]:
         """Ids for inference: the conversation (ending with a user/tool turn) plus the generation prompt."""
