@@ -11,7 +11,7 @@ RUNS=runs/quickstart
 start=$(date +%s)
 
 echo "== 1/4 build a tiny base model and tokenizer -> $RUNS/base"
-lmforge init-model --output "$RUNS/base" --arch llama --size tiny --template chatml --seed 0
+lmforge init-model --overwrite --output "$RUNS/base" --arch llama --size tiny --template chatml --seed 0
 
 echo "== 2/4 continued pretraining -> $RUNS/pt"
 lmforge train examples/quickstart/pt.yaml

@@ -45,6 +45,7 @@ def cmd_init_model(args: argparse.Namespace) -> int:
         corpus=args.corpus or [],
         template=args.template,
         seed=args.seed,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -246,6 +247,7 @@ def _add_init_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", nargs="+", metavar="FILE", help="text/json/jsonl files (default: bundled demo data)")
     p.add_argument("--template", default="chatml", help="chat template stored in the tokenizer (default chatml)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder an earlier init-model wrote")
     p.set_defaults(func=cmd_init_model)
 
 

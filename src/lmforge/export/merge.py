@@ -34,6 +34,7 @@ from lmforge.models.loading import PICKLE_SUFFIXES, resolve_dtype
 from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import overlaps
 
 logger = get_logger(__name__)
 
@@ -55,8 +56,7 @@ def export_merged(
     qlora_base: for a qlora adapter, merge onto the dequantised weights it was trained against (default) or onto
     the original weights; `merge_base` in the metadata records which."""
     out = Path(output).expanduser()
-    if out.exists() and not overwrite:
-        raise ConfigError(f"export destination {str(out)!r} already exists; pass --overwrite or choose another folder")
+    check_destination(out, overwrite, {"--model": base, "--adapter": adapter})
     check_mergeable(adapter)
     tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter))
     base_model = load_base_model(base, torch.float32, allow_unsafe_pickle)
@@ -89,6 +89,22 @@ def export_merged(
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %s + %s to %s (%s): %s", base, adapter, out, dtype, numbers)
     return metadata
+
+
+def check_destination(out: Path, overwrite: bool, inputs: dict[str, str]) -> None:
+    """--overwrite replaces an earlier export only: never an input, and never a folder export did not write."""
+    for flag, path in inputs.items():
+        if overlaps(path, out):
+            raise ConfigError(f"export destination {str(out)!r} overlaps {flag} {path}; choose another --output")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise ConfigError(f"export destination {str(out)!r} already exists; pass --overwrite or choose another folder")
+    if not out.is_dir() or (any(out.iterdir()) and not (out / METADATA).is_file()):
+        raise ConfigError(
+            f"export destination {str(out)!r} is not an lmforge export (no {METADATA}); --overwrite only replaces "
+            "earlier exports. Nothing was deleted; choose another --output"
+        )
 
 
 def merge_verified(peft_model: Any, inputs: torch.Tensor) -> tuple[Any, dict[str, float], torch.Tensor]:

@@ -20,6 +20,7 @@ from lmforge.config.schema import RunConfig
 from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint
 from lmforge.utils.errors import CheckpointError
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import listing, overlaps
 
 logger = get_logger(__name__)
 
@@ -100,18 +101,48 @@ def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume
             )
         check_resume_compatible(cfg, world_size, force=force_resume)
         return
-    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-    if entries and not cfg.train.get("overwrite_output_dir"):
+    shown = listing(out) if out.is_dir() else ""
+    if shown and not cfg.train.get("overwrite_output_dir"):
         raise CheckpointError(
             f"train.output_dir {out} is not empty ({shown}). To continue that run pass --resume; to start over in it "
             "set train.overwrite_output_dir=true (the previous run's outputs are deleted); or choose another "
             "train.output_dir."
         )
-    if entries and not (out / RUN_INFO).is_file():
+    if shown and not (out / RUN_INFO).is_file():
         raise CheckpointError(
             f"train.output_dir {out} is not empty ({shown}) and holds no previous lmforge run ({RUN_INFO}); "
             "overwrite_output_dir only clears lmforge run folders. Choose an empty or new train.output_dir."
+        )
+    if shown:
+        check_inputs_survive_overwrite(cfg)
+
+
+def input_paths(cfg: RunConfig) -> dict[str, str]:
+    """Every config value naming something the run reads: {dotted key: path}."""
+    named = {
+        "model.name_or_path": cfg.model.name_or_path,
+        "model.adapter_name_or_path": cfg.model.adapter_name_or_path,
+        "model.tokenizer_name_or_path": cfg.model.tokenizer_name_or_path,
+        "pref.reference_model": cfg.pref.reference_model,
+        "rl.reward_model": cfg.rl.reward_model,
+        "data.catalog": cfg.data.catalog,
+        "data.dataset_dir": cfg.data.dataset_dir,
+    }
+    for key in ("datasets", "eval_datasets"):
+        for i, entry in enumerate(getattr(cfg.data, key)):
+            if isinstance(entry, dict) and entry.get("path"):
+                named[f"data.{key}[{i}].path"] = str(entry["path"])
+    return {key: value for key, value in named.items() if value}
+
+
+def check_inputs_survive_overwrite(cfg: RunConfig) -> None:
+    """overwrite_output_dir deletes the folder's contents first: refuse when the run would delete its own inputs
+    (e.g. continuing training from runs/x into runs/x)."""
+    hit = [f"{key}={path}" for key, path in input_paths(cfg).items() if overlaps(path, cfg.output_dir)]
+    if hit:
+        raise CheckpointError(
+            f"train.overwrite_output_dir would delete {cfg.output_dir}, which holds this run's input "
+            f"({', '.join(hit)}); nothing was deleted. Write the new run to another train.output_dir."
         )
 
 
