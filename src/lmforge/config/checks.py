@@ -180,6 +180,8 @@ def check_rl_sampling(cfg: RunConfig) -> None:
         raise ConfigError(f"rl.num_generations must be at least 2 for grpo (the group), got {rl.num_generations}")
     if rl.num_generations < 1 or rl.max_new_tokens < 1 or rl.ppo_epochs < 1:
         raise ConfigError("rl.num_generations, rl.max_new_tokens and rl.ppo_epochs must be at least 1")
+    if not 0 <= rl.max_missing_rewards <= 1:
+        raise ConfigError(f"rl.max_missing_rewards is a fraction of the batch in [0, 1], got {rl.max_missing_rewards}")
     if rl.temperature <= 0:
         raise ConfigError(f"rl.temperature must be > 0 for sampled rollouts, got {rl.temperature}")
     if cfg.data.val_size or cfg.data.eval_datasets:

@@ -244,6 +244,11 @@ class RLConfig:
     vf_coef: float = _f(0.1, "ppo: weight of the value loss.")
     cliprange_value: float = _f(0.2, "ppo: clipping of the value prediction around the rollout's values.")
     whiten_rewards: bool = _f(False, "ppo: whiten per-token rewards over the batch before GAE.")
+    max_missing_rewards: float = _f(
+        0.5,
+        "Stop the run when more than this fraction of a rollout batch got no reward (e.g. every judge call fails); "
+        "smaller shares are excluded with a warning naming the cause. 1 = never stop.",
+    )
     missing_eos_penalty: float | None = _f(
         None, "Subtract this from the reward of completions that hit max_new_tokens without ending the turn."
     )
