@@ -44,5 +44,9 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     setup = readme.split("## Set up", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in setup.strip().splitlines()]
     assert commands == ["make quickstart", "make test"]
-    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci = [
+        line
+        for line in (ROOT / ".ci/run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci == ["make test"]
