@@ -175,6 +175,8 @@ def validate_training_arguments(train: dict[str, Any]) -> dict[str, Any]:
 
 def _coerce_training_value(value: Any, fld: dataclasses.Field, path: str) -> Any:
     hint = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", str(fld.type))
+    if value is False and "Strategy" in str(fld.type):  # YAML 1.1 reads `eval_strategy: no` as false
+        return "no"
     if isinstance(value, str) and hint.startswith("float"):
         try:
             return float(value)

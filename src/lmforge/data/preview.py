@@ -66,7 +66,7 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
         from lmforge.templates import get_template
 
         template = get_template(cfg.data.template, tokenizer)
-    bundle = build_datasets(cfg, tokenizer, template)
+    bundle = build_datasets(cfg, tokenizer, template, record=False)
     colour = sys.stdout.isatty()
     for i, row in enumerate(bundle.train):
         if i >= n:
@@ -77,5 +77,7 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
             print(f"--- example {i}{what}: {len(side['input_ids'])} tokens, {trained} trained («» marks trained text)")
             print(render_example(side, tokenizer, colour))
     print("\n".join(bundle.report.lines()))
+    for bad in bundle.report.bad_rows[:5]:
+        print(f"skipped malformed row: {bad['error']}")
     if dump:
         print(f"wrote {dump_rows(bundle.train, dump)} encoded examples to {dump}")

@@ -9,6 +9,8 @@ from typing import Any
 
 from lmforge.utils.errors import DataError
 
+BAD_ROWS_FILE = "bad_rows.jsonl"  # written into train.output_dir when data.on_bad_row is skip
+
 
 @dataclass
 class DatasetCounts:

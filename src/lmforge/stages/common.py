@@ -73,7 +73,7 @@ def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dic
     metrics = dict(result.metrics)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
-    if trainer.eval_dataset is not None:  # before save_final_model turns the KV cache back on
+    if trainer.eval_dataset is not None and trainer.args.eval_strategy != "no":  # before the KV cache is back on
         eval_metrics = add_perplexity(trainer.evaluate())
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)

@@ -17,6 +17,7 @@ import yaml
 
 from lmforge.config.loading import config_to_dict
 from lmforge.config.schema import RunConfig
+from lmforge.data.report import BAD_ROWS_FILE
 from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint
 from lmforge.utils.errors import CheckpointError
 from lmforge.utils.logging import get_logger
@@ -26,6 +27,9 @@ logger = get_logger(__name__)
 
 SNAPSHOT = "lmforge_config.yaml"
 RUN_INFO = "lmforge_run.json"
+# What a run writes before training starts: a run that failed at start-up leaves only these, and they are cleared
+# rather than blocking the corrected rerun as "not empty".
+STARTUP_FILES = frozenset({SNAPSHOT, RUN_INFO, BAD_ROWS_FILE})
 # Sections compared in full on resume, except for keys that cannot change the training trajectory.
 _COMPARED_SECTIONS = ("model", "data", "method", "pref")
 _FREE_KEYS = {"data.num_proc", "data.cache_dir", "data.overwrite_cache", "data.on_bad_row", "data.encoding"}
@@ -101,7 +105,7 @@ def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume
             )
         check_resume_compatible(cfg, world_size, force=force_resume)
         return
-    shown = listing(out) if out.is_dir() else ""
+    shown = listing(out) if out.is_dir() and not failed_at_startup(out) else ""
     if shown and not cfg.train.get("overwrite_output_dir"):
         raise CheckpointError(
             f"train.output_dir {out} is not empty ({shown}). To continue that run pass --resume; to start over in it "
@@ -115,6 +119,11 @@ def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume
         )
     if shown:
         check_inputs_survive_overwrite(cfg)
+
+
+def failed_at_startup(out: Path) -> bool:
+    """The folder holds nothing but what an earlier run wrote before it failed at start-up."""
+    return {p.name for p in out.iterdir()} <= STARTUP_FILES
 
 
 def input_paths(cfg: RunConfig) -> dict[str, str]:
@@ -165,7 +174,11 @@ def prepare_output_dir(cfg: RunConfig, resume: bool, world_size: int) -> None:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean_staging_dirs(out)
-    if not resume and cfg.train.get("overwrite_output_dir"):
+    if not resume and failed_at_startup(out):
+        for path in out.iterdir():
+            logger.info("removing %s, left by a run that failed before training started", path)
+            path.unlink()
+    elif not resume and cfg.train.get("overwrite_output_dir"):
         clear_previous_run(out)
     (out / SNAPSHOT).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
     info = {"world_size": world_size, "resume_fingerprint": resume_fingerprint(cfg, world_size)}

@@ -47,3 +47,25 @@ def test_module_entry_point_prints_version() -> None:
         [sys.executable, "-m", "lmforge", "--version"], capture_output=True, text=True, check=True
     ).stdout
     assert out.startswith("lmforge ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "overrides"),
+    [
+        (["train", "c.yaml", "--resume", "train.max_steps=5"], ["train.max_steps=5"]),
+        (["train", "c.yaml", "a.b=1", "--force-resume", "c.d=2"], ["a.b=1", "c.d=2"]),
+        (["data", "preview", "c.yaml", "--n", "1", "data.cutoff_len=128"], ["data.cutoff_len=128"]),
+        (["eval", "c.yaml", "--task", "perplexity", "output_dir=x"], ["output_dir=x"]),
+    ],
+)
+def test_overrides_may_follow_flags(argv: list[str], overrides: list[str]) -> None:
+    from lmforge.cli import build_parser, parse_args
+
+    assert parse_args(build_parser(), argv).overrides == overrides
+
+
+def test_unknown_argument_shows_the_subcommand_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["data", "preview", "c.yaml", "--bogus"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: lmforge data preview") and "unrecognized arguments: --bogus" in err

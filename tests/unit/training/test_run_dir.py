@@ -128,3 +128,19 @@ def test_overwrite_refuses_an_output_dir_that_contains_an_input_dataset(tmp_path
     with pytest.raises(CheckpointError, match=r"data.datasets\[0\].path"):
         check_output_dir(cfg, resume=False, world_size=1)
     assert (tmp_path / "data.jsonl").read_text() == "{}\n"
+
+
+def test_leftovers_of_a_run_that_failed_at_startup_do_not_block_the_rerun(tmp_path):
+    cfg = make_cfg(tmp_path)
+    check_output_dir(cfg, resume=False, world_size=1)
+    prepare_output_dir(cfg, resume=False, world_size=1)  # ... then the run died loading data or the model
+    (tmp_path / "bad_rows.jsonl").write_text('{"line": 3}\n')
+    check_output_dir(cfg, resume=False, world_size=1)
+    prepare_output_dir(cfg, resume=False, world_size=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lmforge_config.yaml", "lmforge_run.json"]
+
+
+def test_a_run_that_trained_still_blocks_a_fresh_start(tmp_path):
+    start_run(make_cfg(tmp_path))
+    with pytest.raises(CheckpointError, match="not empty"):
+        check_output_dir(make_cfg(tmp_path), resume=False, world_size=1)
