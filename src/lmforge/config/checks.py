@@ -170,7 +170,8 @@ def check_training_numbers(cfg: RunConfig) -> None:
     if float(train.get("learning_rate", 1.0)) < 0:
         raise ConfigError(f"train.learning_rate must be >= 0, got {train['learning_rate']}")
     if "num_train_epochs" in train and float(train["num_train_epochs"]) <= 0 and int(train.get("max_steps", -1)) <= 0:
-        raise ConfigError(f"train.num_train_epochs must be > 0 (or set train.max_steps), got {train['num_train_epochs']}")
+        epochs = train["num_train_epochs"]
+        raise ConfigError(f"train.num_train_epochs must be > 0 (or set train.max_steps), got {epochs}")
     for key in ("warmup_ratio", "weight_decay", "max_grad_norm"):
         if float(train.get(key, 0.0)) < 0:
             raise ConfigError(f"train.{key} must be >= 0, got {train[key]}")
