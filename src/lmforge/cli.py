@@ -356,6 +356,30 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def cmd_convert_config(args: argparse.Namespace) -> int:
+    from lmforge.config.convert import convert_file
+
+    text = convert_file(args.config, args.output)
+    if args.output:
+        print(f"wrote {args.output}; check it with: lmforge data preview {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
+def _add_convert_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert-config",
+        help="convert a flat LLaMA-Factory training YAML into an lmforge config",
+        description="Rewrite a flat LLaMA-Factory YAML (model_name_or_path, finetuning_type, dataset, ...) into "
+        "lmforge's sections; TrainingArguments keys go to train:, and keys with no lmforge meaning are listed in "
+        "the header instead of being dropped silently.",
+    )
+    p.add_argument("config", help="the LLaMA-Factory YAML file")
+    p.add_argument("--output", help="write the converted config here (default: print it)")
+    p.set_defaults(func=cmd_convert_config)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
@@ -365,6 +389,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_chat,
     _add_eval,
     _add_serve,
+    _add_convert_config,
 ]
 
 

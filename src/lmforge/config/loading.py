@@ -55,6 +55,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Build a validated, frozen RunConfig from a YAML file (optional) and overrides."""
     raw = read_yaml(path) if path else {}
+    from lmforge.config.convert import flat_config_hint, looks_flat
+
+    if looks_flat(raw):
+        raise ConfigError(flat_config_hint(path, raw))
     raw = apply_overrides(raw, overrides or [])
     cfg = build_dataclass(RunConfig, raw, where="")
     cfg = dataclasses.replace(cfg, train=validate_training_arguments(cfg.train))
