@@ -100,5 +100,5 @@ def test_qlora_and_attention_keys_map_onto_several_lmforge_keys(tmp_path: Path) 
 def test_sectioned_config_is_not_mistaken_for_a_flat_one(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("stage: sft\nmodel:\n  name_or_path: m\ndata:\n  datasets: [d]\n  template: chatml\n")
-    with pytest.raises(ConfigError, match="train.output_dir is required"):
+    with pytest.raises(ConfigError, match=r"train\.output_dir is required"):
         load_config(path)
