@@ -60,7 +60,9 @@ def run_evaluation(cfg: EvalConfig, engine: ChatEngine | None = None) -> dict[st
     """Run `cfg.task`, write output_dir/eval_results.json, and return the results."""
     if engine is None:
         m = cfg.model
-        engine = load_engine(m.name_or_path, m.adapter, m.template, m.dtype, m.allow_unsafe_pickle)
+        engine = load_engine(
+            m.name_or_path, m.adapter, m.template, m.dtype, m.allow_unsafe_pickle, m.trust_remote_code
+        )
     mismatch = check_template_matches_tokenizer(engine.template, engine.tokenizer)
     if mismatch:  # scores under another template than training's mean little (QUALITY C3)
         logger.warning(mismatch)

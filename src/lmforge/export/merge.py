@@ -50,6 +50,7 @@ def export_merged(
     overwrite: bool = False,
     allow_unsafe_pickle: bool = False,
     qlora_base: QloraBase = "dequantized",
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Merge `adapter` into `base`, verify, and publish at `output`; returns the metadata written there.
 
@@ -58,8 +59,8 @@ def export_merged(
     out = Path(output).expanduser()
     check_destination(out, overwrite, {"--model": base, "--adapter": adapter})
     check_mergeable(adapter)
-    tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter))
-    base_model = load_base_model(base, torch.float32, allow_unsafe_pickle)
+    tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter), trust_remote_code)
+    base_model = load_base_model(base, torch.float32, allow_unsafe_pickle, trust_remote_code)
     quantized = quantized_training(adapter)
     if quantized is not None and qlora_base == "dequantized":
         use_dequantized_base(base_model, base, quantized)
@@ -80,7 +81,7 @@ def export_merged(
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed export
     try:
         write_model(merged, tokenizer, staging, shard_size)
-        reloaded = load_base_model(str(staging), merged.dtype)
+        reloaded = load_base_model(str(staging), merged.dtype, trust_remote_code=trust_remote_code)
         check_written(reloaded, merged)
         numbers["written_vs_unmerged"] = check_written_logits(logits_of(reloaded, inputs), unmerged, merged.dtype)
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")

@@ -53,11 +53,13 @@ def check_weights_files(folder: Path, allow_unsafe_pickle: bool) -> None:
     logger.warning("%s: loading pickle weights %s with weights_only=True", UNSAFE_FLAG, ", ".join(pickles))
 
 
-def load_base_model(path: str, dtype: torch.dtype, allow_unsafe_pickle: bool = False) -> Any:
+def load_base_model(
+    path: str, dtype: torch.dtype, allow_unsafe_pickle: bool = False, trust_remote_code: bool = False
+) -> Any:
     """The causal LM as saved (stock attention, KV cache on), in `dtype`, in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    model_cfg = ModelConfig(name_or_path=path)
+    model_cfg = ModelConfig(name_or_path=path, trust_remote_code=trust_remote_code)
     check_remote_code(model_cfg)
     folder = Path(path).expanduser()
     if folder.is_dir():
@@ -65,18 +67,18 @@ def load_base_model(path: str, dtype: torch.dtype, allow_unsafe_pickle: bool = F
     else:
         check_safetensors_only(path)  # hub id: use_safetensors=True restricts the download
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=None if allow_unsafe_pickle else True
+        path, dtype=dtype, use_safetensors=None if allow_unsafe_pickle else True, trust_remote_code=trust_remote_code
     )
     model.config.use_cache = True
     return model.eval()
 
 
-def load_plain_tokenizer(path: str) -> Any:
-    """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code."""
+def load_plain_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code unless trusted."""
     from transformers import AutoTokenizer
 
-    check_remote_code(ModelConfig(name_or_path=path))
-    return AutoTokenizer.from_pretrained(path)
+    check_remote_code(ModelConfig(name_or_path=path, trust_remote_code=trust_remote_code))
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 def tokenizer_source(model_path: str, adapter_path: str | None) -> str:

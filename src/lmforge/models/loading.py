@@ -177,7 +177,7 @@ def check_remote_code(model_cfg: ModelConfig) -> None:
     if not model_cfg.trust_remote_code:
         raise ConfigError(
             f"model folder {str(folder)!r} needs custom Python code to load ({names}); lmforge does not run it "
-            "unless you set model.trust_remote_code: true (--trust-remote-code) after reading those files"
+            "unless you pass --trust-remote-code (in a config: model.trust_remote_code: true) after reading those files"
         )
     for name in files:
         path = folder / name
@@ -235,7 +235,8 @@ def _from_pretrained(load: Any, model_cfg: ModelConfig, what: str, **kwargs: Any
             raise
         raise ConfigError(
             f"{what} {model_cfg.name_or_path!r} needs custom Python code from its repository to load; lmforge does "
-            "not run it unless you set model.trust_remote_code: true (--trust-remote-code) after reading that code"
+            "not run it unless you pass --trust-remote-code (in a config: model.trust_remote_code: true) after "
+            "reading that code"
         ) from None
     except OSError as exc:
         if _is_local(model_cfg.name_or_path):
