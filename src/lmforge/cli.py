@@ -343,7 +343,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", help="PEFT adapter folder to apply (its tokenizer is used when it has one)")
     p.add_argument("--template", default="auto", help="chat template name, or auto = the tokenizer's (default)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto", help="weights dtype")
-    p.add_argument("--model-name", help="model id clients send and /v1/models lists (default: the --adapter folder name, else the --model one)")
+    p.add_argument(
+        "--model-name",
+        help="model id clients send and /v1/models lists (default: the --adapter folder name, else the --model one)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route except /health")

@@ -177,7 +177,8 @@ def check_remote_code(model_cfg: ModelConfig) -> None:
     if not model_cfg.trust_remote_code:
         raise ConfigError(
             f"model folder {str(folder)!r} needs custom Python code to load ({names}); lmforge does not run it "
-            "unless you pass --trust-remote-code (in a config: model.trust_remote_code: true) after reading those files"
+            "unless you pass --trust-remote-code (in a config: model.trust_remote_code: true) after reading those "
+            "files"
         )
     for name in files:
         path = folder / name
