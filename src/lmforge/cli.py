@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lmforge import __version__
-from lmforge.utils.errors import LmforgeError
+from lmforge.utils.errors import LmforgeError, environment_error
 
 CONFIG_HELP = "YAML run config; `section.key=value` overrides follow it (e.g. train.learning_rate=1e-4)."
 TRUST_HELP = "run Python code shipped with the model or tokenizer (auto_map) after you have read it; off by default"
@@ -476,6 +476,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except LmforgeError as exc:
         print(f"lmforge: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the machine's failures (disk full, ...) are messages; anything else re-raises
+        message = environment_error(exc)
+        if message is None:
+            raise
+        print(f"lmforge: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lmforge: interrupted", file=sys.stderr)

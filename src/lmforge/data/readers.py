@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.utils.errors import DataError
+from lmforge.utils.paths import meant_as_local_path
 
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet", ".txt": "txt"}
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -178,6 +179,8 @@ def iter_file(
 
 
 def is_hub_id(path: str) -> bool:
+    if meant_as_local_path(path, tuple(FILE_TYPES)):  # data/x.jsonl or runs/x that is missing: not the hub
+        return False
     return not os.path.isabs(path) and ".." not in path and bool(_HUB_ID.match(path)) and not os.path.exists(path)
 
 

@@ -34,7 +34,7 @@ from lmforge.models.loading import PICKLE_SUFFIXES, resolve_dtype
 from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
-from lmforge.utils.paths import overlaps
+from lmforge.utils.paths import ensure_writable_dir, overlaps
 
 logger = get_logger(__name__)
 
@@ -58,6 +58,7 @@ def export_merged(
     the original weights; `merge_base` in the metadata records which."""
     out = Path(output).expanduser()
     check_destination(out, overwrite, {"--model": base, "--adapter": adapter})
+    ensure_writable_dir(out.parent, "export destination folder")
     check_mergeable(adapter)
     tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter), trust_remote_code)
     base_model = load_base_model(base, torch.float32, allow_unsafe_pickle, trust_remote_code)

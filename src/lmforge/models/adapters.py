@@ -14,7 +14,12 @@ from typing import Any
 import torch
 
 from lmforge.config.schema import ModelConfig
-from lmforge.models.loading import PICKLE_SUFFIXES, check_remote_code, check_safetensors_only
+from lmforge.models.loading import (
+    PICKLE_SUFFIXES,
+    check_remote_code,
+    check_safetensors_only,
+    from_pretrained_checked,
+)
 from lmforge.utils.errors import CheckpointError, ConfigError
 from lmforge.utils.logging import get_logger
 
@@ -66,8 +71,9 @@ def load_base_model(
         check_weights_files(folder, allow_unsafe_pickle)
     else:
         check_safetensors_only(path)  # hub id: use_safetensors=True restricts the download
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=None if allow_unsafe_pickle else True, trust_remote_code=trust_remote_code
+    use_safetensors = None if allow_unsafe_pickle else True
+    model = from_pretrained_checked(
+        AutoModelForCausalLM.from_pretrained, model_cfg, "model", dtype=dtype, use_safetensors=use_safetensors
     )
     model.config.use_cache = True
     return model.eval()
@@ -77,8 +83,9 @@ def load_plain_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code unless trusted."""
     from transformers import AutoTokenizer
 
-    check_remote_code(ModelConfig(name_or_path=path, trust_remote_code=trust_remote_code))
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model_cfg = ModelConfig(name_or_path=path, trust_remote_code=trust_remote_code)
+    check_remote_code(model_cfg)
+    return from_pretrained_checked(AutoTokenizer.from_pretrained, model_cfg, "tokenizer")
 
 
 def tokenizer_source(model_path: str, adapter_path: str | None) -> str:

@@ -21,7 +21,7 @@ from lmforge.data.report import BAD_ROWS_FILE
 from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint
 from lmforge.utils.errors import CheckpointError
 from lmforge.utils.logging import get_logger
-from lmforge.utils.paths import listing, overlaps
+from lmforge.utils.paths import ensure_writable_dir, listing, overlaps
 
 logger = get_logger(__name__)
 
@@ -95,8 +95,9 @@ def check_resume_compatible(cfg: RunConfig, world_size: int, force: bool = False
 
 
 def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume: bool = False) -> None:
-    """Read-only checks every rank runs before anything is written."""
+    """Checks every rank runs before anything is written (only an empty output_dir may be created)."""
     out = Path(cfg.output_dir)
+    ensure_writable_dir(out, "train.output_dir")
     if resume:
         if find_resume_checkpoint(out, verify=False) is None:
             raise CheckpointError(
