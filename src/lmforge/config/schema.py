@@ -106,7 +106,10 @@ class DataConfig:
     cache_dir: str | None = _f(None, "Preprocessing cache folder (default: ~/.cache/lmforge/data).")
     overwrite_cache: bool = _f(False, "Ignore and rebuild the preprocessing cache.")
     on_bad_row: Literal["error", "skip"] = _f("error", "Malformed rows: stop with an error, or skip and report them.")
-    encoding: str = _f("utf-8", "Text encoding of local data files.")
+    encoding: str = _f("utf-8", "Text encoding of local data files (utf-16 and utf-32 JSON Lines read too).")
+    max_line_bytes: int = _f(
+        64 * 2**20, "Longest JSON Lines line read (bytes); a longer one is an error instead of exhausting memory."
+    )
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
 # options that change how the work is done, not what it produces (on_bad_row does: skip keeps what error refuses)
-_NOT_IN_KEY = ("num_proc", "cache_dir", "overwrite_cache", "streaming")
+_NOT_IN_KEY = ("num_proc", "cache_dir", "overwrite_cache", "streaming", "max_line_bytes")
 _TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece", "chat_template")
 
 

@@ -287,4 +287,7 @@ def build_datasets(cfg: RunConfig, tokenizer: Any, template: Any | None, record:
         write_bad_rows(cfg, bundle.report.bad_rows)
         for line in bundle.report.lines():
             logger.info(line)
+    warning = bundle.report.length_warning(cfg.data.cutoff_len, encode.TOO_LONG_REASONS)
+    if warning:
+        logger.warning(warning)
     return bundle

@@ -32,7 +32,14 @@ RUN_INFO = "lmforge_run.json"
 STARTUP_FILES = frozenset({SNAPSHOT, RUN_INFO, BAD_ROWS_FILE})
 # Sections compared in full on resume, except for keys that cannot change the training trajectory.
 _COMPARED_SECTIONS = ("model", "data", "method", "pref")
-_FREE_KEYS = {"data.num_proc", "data.cache_dir", "data.overwrite_cache", "data.on_bad_row", "data.encoding"}
+_FREE_KEYS = {
+    "data.num_proc",
+    "data.cache_dir",
+    "data.overwrite_cache",
+    "data.on_bad_row",
+    "data.encoding",
+    "data.max_line_bytes",
+}
 _COMPARED_TRAIN_KEYS = (
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
