@@ -476,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except LmforgeError as exc:
         print(f"lmforge: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except Exception as exc:  # the machine's failures (disk full, ...) are messages; anything else re-raises
         message = environment_error(exc)
         if message is None:

@@ -70,6 +70,9 @@ def resume_checkpoint(cfg: RunConfig, resume: bool) -> str | None:
 def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
     """Train (resuming if asked), then write the final model, metrics, trainer state and loss plots."""
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg, resume))
+    interrupted = trainer.graceful_stop.interruption(trainer.state.global_step, cfg.output_dir)
+    if interrupted is not None:  # the checkpoint is the result; a "final" model of a cut-short run would mislead
+        raise interrupted
     metrics = dict(result.metrics)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)

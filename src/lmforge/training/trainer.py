@@ -21,6 +21,7 @@ from transformers.trainer_utils import SaveStrategy
 
 from lmforge.training.checkpoints import STAGING_SUFFIX, rotate_checkpoints, seal_checkpoint
 from lmforge.training.faults import FaultCallback, FaultPlan, fault_plan_from_env, maybe_kill_during_save
+from lmforge.training.signals import GracefulStop
 
 TRAINER_STATE_NAME = "trainer_state.json"
 
@@ -30,6 +31,8 @@ class LmforgeTrainer(Trainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.graceful_stop = GracefulStop()
+        self.add_callback(self.graceful_stop)
         self.fault_plan: FaultPlan | None = fault_plan_from_env()
         if self.fault_plan is not None:
             self.add_callback(FaultCallback(self.fault_plan))
