@@ -369,7 +369,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="evaluate a model (+ adapter): perplexity, generation BLEU/ROUGE, multiple-choice benchmarks",
         description="Evaluate a model from a YAML config (configs/eval/*.yaml) and/or flags, with dotted key=value "
         "overrides. Writes OUTPUT_DIR/eval_results.json (and predictions.jsonl for generate) and prints a table.\n\n"
-        "Examples:\n  lmforge eval configs/eval/mmlu.yaml model.name_or_path=runs/sft-lora/merged\n"
+        "Examples:\n  lmforge eval configs/eval/mmlu.yaml model.name_or_path=runs/sft-merged\n"
         "  lmforge eval --task perplexity --model runs/quickstart/base --adapter runs/sft-lora --output-dir "
         "runs/eval data.datasets=[identity_forge] data.catalog=examples/data/datasets.yaml\n\n" + eval_reference(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
