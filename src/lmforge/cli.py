@@ -201,9 +201,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lmforge.data.catalog import load_catalog
+
+    if not Path(args.catalog).is_file():
+        raise LmforgeError(f"--catalog {args.catalog}: no such file")
+    catalog = load_catalog(args.catalog, args.dataset_dir)
+    print("\n".join(catalog.listing()))
+    return 0
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect datasets as the trainer will see them")
-    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="{preview}")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="{preview,list}")
     prev = data_sub.add_parser(
         "preview",
         help="print encoded examples with trained spans marked, and kept/truncated/dropped counts",
@@ -221,6 +233,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     )
     _add_trust_remote_code(prev)
     prev.set_defaults(func=cmd_data_preview)
+    listing = data_sub.add_parser(
+        "list",
+        help="list the datasets a catalogue names (format and file), to use in data.datasets",
+        description="List every dataset of a catalogue (our YAML or a LLaMA-Factory dataset_info.json).",
+    )
+    listing.add_argument(
+        "--catalog", default="examples/data/datasets.yaml", help="catalogue file (default examples/data/datasets.yaml)"
+    )
+    listing.add_argument("--dataset-dir", help="root of the catalogue's file names (default: its folder)")
+    listing.set_defaults(func=cmd_data_list)
 
 
 def cmd_tokenizer_extend(args: argparse.Namespace) -> int:

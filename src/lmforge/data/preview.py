@@ -51,6 +51,15 @@ def _load_tokenizer(cfg: RunConfig) -> Any:
     return load_tokenizer(cfg.model)
 
 
+def warn_if_template_differs(template: Any, tokenizer: Any) -> None:
+    """The same check as training: a template that renders differently from the tokenizer's own is worth a look."""
+    from lmforge.templates import check_template_matches_tokenizer
+
+    mismatch = check_template_matches_tokenizer(template, tokenizer)
+    if mismatch:
+        print(f"warning: {mismatch}")
+
+
 def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
     """Print n decoded examples and the data report; optionally dump every encoded example."""
     from lmforge.data.pipeline import build_datasets
@@ -66,6 +75,7 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
         from lmforge.templates import get_template
 
         template = get_template(cfg.data.template, tokenizer)
+        warn_if_template_differs(template, tokenizer)
     bundle = build_datasets(cfg, tokenizer, template, record=False)
     colour = sys.stdout.isatty()
     for i, row in enumerate(bundle.train):

@@ -149,3 +149,35 @@ def test_served_model_is_named_after_the_adapter_when_there_is_one(model, adapte
     from lmforge.cli import served_model_name
 
     assert served_model_name(model, adapter, explicit) == name
+
+
+def test_data_list_names_every_catalogue_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    catalog = root / "examples/data/datasets.yaml"
+    assert main(["data", "list", "--catalog", str(catalog)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(yaml.safe_load(catalog.read_text()))
+    assert any(line.split()[:2] == ["identity_forge", "alpaca"] for line in lines)
+
+
+def _preview_config(tmp_path: Path, model: Path, template: str) -> Path:
+    import json
+
+    (tmp_path / "qa.json").write_text(json.dumps([{"instruction": "q", "output": "a"}] * 2))
+    config = tmp_path / f"{template}.yaml"
+    config.write_text(
+        f"model:\n  name_or_path: {model}\ndata:\n  datasets: [{{path: {tmp_path / 'qa.json'}}}]\n"
+        f"  template: {template}\n  cache_dir: {tmp_path / 'cache'}\ntrain:\n  output_dir: {tmp_path / 'out'}\n"
+    )
+    return config
+
+
+def test_data_preview_warns_when_the_template_differs_from_the_tokenizers(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["data", "preview", str(_preview_config(tmp_path, tiny_model_dir, "llama3")), "--n", "1"]) == 0
+    assert "warning: " in capsys.readouterr().out
+    assert main(["data", "preview", str(_preview_config(tmp_path, tiny_model_dir, "chatml")), "--n", "1"]) == 0
+    assert "warning: " not in capsys.readouterr().out  # negative control: the tokenizer's own family
