@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quickstart: everything offline on the bundled data, CPU only, a few minutes on 2 cores.
+# The quickstart: everything offline on the bundled data, CPU only (about 40 min of CPU time on 2 cores; see README).
 #   1. build a tiny random Llama-architecture model + BPE tokenizer (lmforge init-model)
 #   2. continue pretraining it on bundled text (stage pt, full fine-tuning)
 #   3. LoRA supervised fine-tuning on bundled instruction data (stage sft, ChatML template)
