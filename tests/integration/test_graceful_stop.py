@@ -34,6 +34,9 @@ def test_first_signal_saves_a_sealed_checkpoint_and_exits_cleanly_then_resume_ma
     out = config.parent / "out"
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-4"]
     assert find_resume_checkpoint(out) is not None  # sealed and verified
+    files = {p.name for p in (out / "checkpoint-4").iterdir()}
+    assert {"optimizer.safetensors", "optimizer.json", "scheduler.json", "rng_state.json"} <= files
+    assert not [name for name in files if name.endswith((".pt", ".pth", ".bin"))]  # no pickle (QUALITY D1)
     assert not (out / "adapter_model.safetensors").exists()  # no "final" model of a cut-short run
 
     resumed = cli(config, "--resume")
