@@ -106,6 +106,13 @@ class LmforgeTrainer(Trainer):
         if state is not None:
             scaler.load_state_dict(state)
 
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """As upstream, with the TrainingArguments as JSON instead of the pickle `training_args.bin`."""
+        super()._save(output_dir, state_dict=state_dict)
+        folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+        (folder / "training_args.bin").unlink(missing_ok=True)
+        (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
+
     def _rng_name(self) -> str:
         return resume_state.RNG if self.args.world_size <= 1 else f"{resume_state.RNG}_{self.args.process_index}"
 

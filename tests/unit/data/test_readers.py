@@ -181,3 +181,11 @@ def test_form_feed_and_vertical_tab_are_text(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps({"text": "page\fbreak\vtab"}) + "\n")
     assert _read(path) == [{"text": "page\fbreak\vtab"}]
+
+
+@pytest.mark.parametrize("name", ["data/missing.jsonl", "runs/missing", "a/b/c.json"])
+def test_a_missing_local_path_is_not_treated_as_a_hub_id(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(DataError, match=f"dataset file not found: {name}"):
+        _read(name)
