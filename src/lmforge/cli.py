@@ -10,15 +10,25 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lmforge import __version__
-from lmforge.utils.errors import LmforgeError
+from lmforge.utils.errors import LmforgeError, environment_error
 
 CONFIG_HELP = "YAML run config; `section.key=value` overrides follow it (e.g. train.learning_rate=1e-4)."
+TRUST_HELP = "run Python code shipped with the model or tokenizer (auto_map) after you have read it; off by default"
+
+
+def _add_trust_remote_code(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
+
+
+def _trust_override(args: argparse.Namespace) -> list[str]:
+    """--trust-remote-code as the config override it stands for."""
+    return ["model.trust_remote_code=true"] if args.trust_remote_code else []
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lmforge.config import load_config
 
-    cfg = load_config(args.config, args.overrides)  # config errors surface before the heavy imports
+    cfg = load_config(args.config, [*args.overrides, *_trust_override(args)])  # errors before the heavy imports
     from lmforge.train import run_training
 
     run_training(cfg, resume=args.resume or args.force_resume, force_resume=args.force_resume)
@@ -28,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_data_preview(args: argparse.Namespace) -> int:
     from lmforge.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, [*args.overrides, *_trust_override(args)])
     from lmforge.data.preview import preview_command
 
     preview_command(cfg, n=args.n, dump=args.dump)
@@ -55,6 +65,7 @@ def cmd_init_model(args: argparse.Namespace) -> int:
         corpus=args.corpus or [],
         template=args.template,
         seed=args.seed,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -75,6 +86,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         allow_unsafe_pickle=args.allow_unsafe_pickle,
         qlora_base=args.qlora_base,
+        trust_remote_code=args.trust_remote_code,
     )
     checks = ", ".join(f"{k} {v:.3g}" for k, v in meta["verification"].items())
     print(f"exported to {args.output} ({args.dtype}); max abs logit diffs: {checks}")
@@ -113,7 +125,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         repetition_penalty=args.repetition_penalty,
         seed=args.seed,
     )
-    engine = load_engine(args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle)
+    engine = load_engine(
+        args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle, args.trust_remote_code
+    )
     if args.prompt:
         answer_prompts(engine, args.prompt, options, args.system, sys.stdout)
     elif args.interactive or sys.stdin.isatty():
@@ -140,8 +154,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lmforge.inference.engine import load_engine
     from lmforge.inference.server import create_app
 
-    engine = load_engine(args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle)
-    name = args.model_name or args.model.rstrip("/").rsplit("/", 1)[-1]
+    engine = load_engine(
+        args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle, args.trust_remote_code
+    )
+    name = served_model_name(args.model, args.adapter, args.model_name)
     app = create_app(engine, api_key=api_key, model_name=name, **limits)
     if banner:
         print(banner, file=sys.stderr)
@@ -149,6 +165,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {name!r} on http://{args.host}:{args.port}/v1 ({auth})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def served_model_name(model: str, adapter: str | None, explicit: str | None) -> str:
+    """--model-name, else the folder of what is served: the adapter's when there is one (it is the fine-tune)."""
+    return explicit or (adapter or model).rstrip("/").rsplit("/", 1)[-1]
 
 
 def _read_api_key(args: argparse.Namespace) -> str | None:
@@ -176,7 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config, overrides = None, [config, *overrides]
     flags = {"task": args.task, "model.name_or_path": args.model, "model.adapter": args.adapter}
     flags |= {"model.template": args.template, "output_dir": args.output_dir}
-    overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
+    overrides += [f"{key}={value}" for key, value in flags.items() if value is not None] + _trust_override(args)
     cfg = load_eval_config(config, overrides)  # config errors surface before torch is imported
     from lmforge.evaluation.results import format_table
     from lmforge.evaluation.runner import run_evaluation
@@ -210,12 +231,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="resume even though batch/data/model/method settings changed since the run started (warns with a diff)",
     )
+    _add_trust_remote_code(p)
     p.set_defaults(func=cmd_train)
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lmforge.data.catalog import load_catalog
+
+    if not Path(args.catalog).is_file():
+        raise LmforgeError(f"--catalog {args.catalog}: no such file")
+    catalog = load_catalog(args.catalog, args.dataset_dir)
+    print("\n".join(catalog.listing()))
+    return 0
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect datasets as the trainer will see them")
-    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="{preview}")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="{preview,list}")
     prev = data_sub.add_parser(
         "preview",
         help="print encoded examples with trained spans marked, and kept/truncated/dropped counts",
@@ -231,7 +265,18 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         metavar="FILE.jsonl",
         help='write every encoded training example in order as {"input_ids": [...], "labels": [...]} lines',
     )
+    _add_trust_remote_code(prev)
     prev.set_defaults(func=cmd_data_preview)
+    listing = data_sub.add_parser(
+        "list",
+        help="list the datasets a catalogue names (format and file), to use in data.datasets",
+        description="List every dataset of a catalogue (our YAML or a LLaMA-Factory dataset_info.json).",
+    )
+    listing.add_argument(
+        "--catalog", default="examples/data/datasets.yaml", help="catalogue file (default examples/data/datasets.yaml)"
+    )
+    listing.add_argument("--dataset-dir", help="root of the catalogue's file names (default: its folder)")
+    listing.set_defaults(func=cmd_data_list)
 
 
 def _add_estimate(sub: argparse._SubParsersAction) -> None:
@@ -327,6 +372,7 @@ def _add_init_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", nargs="+", metavar="FILE", help="text/json/jsonl files (default: bundled demo data)")
     p.add_argument("--template", default="chatml", help="chat template stored in the tokenizer (default chatml)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder an earlier init-model wrote")
     p.set_defaults(func=cmd_init_model)
 
 
@@ -367,6 +413,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         default="dequantized",
         help="qlora adapters: merge onto the dequantised weights they were trained on (default) or the originals",
     )
+    _add_trust_remote_code(p)
     p.set_defaults(func=cmd_export)
 
 
@@ -392,6 +439,7 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default 1.0)")
     p.add_argument("--seed", type=int, help="seed for sampling (reproducible replies)")
     p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
+    _add_trust_remote_code(p)
     p.set_defaults(func=cmd_chat)
 
 
@@ -410,7 +458,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", help="PEFT adapter folder to apply (its tokenizer is used when it has one)")
     p.add_argument("--template", default="auto", help="chat template name, or auto = the tokenizer's (default)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto", help="weights dtype")
-    p.add_argument("--model-name", help="model id clients send and /v1/models lists (default: the folder name)")
+    p.add_argument(
+        "--model-name",
+        help="model id clients send and /v1/models lists (default: the --adapter folder name, else the --model one)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route except /health")
@@ -421,6 +472,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
     for name, kind, default, text in limit_fields():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} (default {default})")
+    _add_trust_remote_code(p)
     p.set_defaults(func=cmd_serve)
 
 
@@ -432,7 +484,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="evaluate a model (+ adapter): perplexity, generation BLEU/ROUGE, multiple-choice benchmarks",
         description="Evaluate a model from a YAML config (configs/eval/*.yaml) and/or flags, with dotted key=value "
         "overrides. Writes OUTPUT_DIR/eval_results.json (and predictions.jsonl for generate) and prints a table.\n\n"
-        "Examples:\n  lmforge eval configs/eval/mmlu.yaml model.name_or_path=runs/sft-lora/merged\n"
+        "Examples:\n  lmforge eval configs/eval/mmlu.yaml model.name_or_path=runs/sft-merged\n"
         "  lmforge eval --task perplexity --model runs/quickstart/base --adapter runs/sft-lora --output-dir "
         "runs/eval data.datasets=[identity_forge] data.catalog=examples/data/datasets.yaml\n\n" + eval_reference(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -444,6 +496,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", help="PEFT adapter folder (model.adapter)")
     p.add_argument("--template", help="chat template name or auto (model.template; use the one training used)")
     p.add_argument("--output-dir", help="where eval_results.json goes (output_dir)")
+    _add_trust_remote_code(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -616,6 +669,42 @@ def _add_text2sql(sub: argparse._SubParsersAction) -> None:
     syn.set_defaults(func=cmd_text2sql_synth_db)
 
 
+def cmd_convert_config(args: argparse.Namespace) -> int:
+    from lmforge.config.convert import convert_file
+
+    text = convert_file(args.config, args.output)
+    if args.output:
+        print(f"wrote {args.output}; check it with: lmforge data preview {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from lmforge.utils.environment import environment_report
+
+    print(environment_report())
+    return 0
+
+
+def _add_env(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("env", help="print versions and devices (paste them into bug reports)")
+    p.set_defaults(func=cmd_env)
+
+
+def _add_convert_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert-config",
+        help="convert a flat LLaMA-Factory training YAML into an lmforge config",
+        description="Rewrite a flat LLaMA-Factory YAML (model_name_or_path, finetuning_type, dataset, ...) into "
+        "lmforge's sections; TrainingArguments keys go to train:, and keys with no lmforge meaning are listed in "
+        "the header instead of being dropped silently.",
+    )
+    p.add_argument("config", help="the LLaMA-Factory YAML file")
+    p.add_argument("--output", help="write the converted config here (default: print it)")
+    p.set_defaults(func=cmd_convert_config)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
@@ -628,14 +717,18 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval,
     _add_serve,
     _add_text2sql,
+    _add_convert_config,
+    _add_env,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lmforge",
-        description="Adapt large language models to a domain: continued pretraining (pt) and supervised "
-        "fine-tuning (sft) with full, freeze or LoRA tuning. Run `lmforge COMMAND --help` for details.",
+        description="Adapt large language models to a domain: continued pretraining (pt), supervised fine-tuning "
+        "(sft), reward modelling and preference/RL training (rm, dpo, kto, orpo, simpo, ppo, grpo) with full, "
+        "freeze, LoRA/QLoRA or another PEFT method; then export, chat, serve and evaluate. "
+        "Run `lmforge COMMAND --help` for details.",
     )
     parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -644,12 +737,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, except that `key=value` overrides may also follow the flags (`train cfg --resume a.b=1`);
+    anything else unrecognised is reported with the usage of the subcommand it was given to."""
+    args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *(e for e in extra if "=" in e and not e.startswith("-"))]
+        extra = [e for e in extra if not ("=" in e and not e.startswith("-"))]
+    if extra:
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser that parsed the chosen (sub)command, e.g. `data preview`'s."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return _innermost(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.func(args)
     except LmforgeError as exc:
         print(f"lmforge: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except Exception as exc:  # the machine's failures (disk full, ...) are messages; anything else re-raises
+        message = environment_error(exc)
+        if message is None:
+            raise
+        print(f"lmforge: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lmforge: interrupted", file=sys.stderr)

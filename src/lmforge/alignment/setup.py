@@ -11,7 +11,7 @@ from lmforge.alignment.objectives import OBJECTIVES, Objective
 from lmforge.alignment.reference import Reference, adapter_reference, frozen_copy_reference, precompute_reference_logps
 from lmforge.alignment.trainer import PreferenceTrainer
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import resume_checkpoint, save_final_model, store_chat_template
+from lmforge.stages.common import save_final_model, store_chat_template, train_to_the_end, wants_final_eval
 from lmforge.training.arguments import build_training_arguments
 from lmforge.training.callbacks import JsonlLogCallback
 from lmforge.training.plotting import plot_losses
@@ -90,11 +90,8 @@ def make_objective(cfg: RunConfig, reference: Reference | None) -> Objective:
 
 def train_and_save(trainer: Any, cfg: RunConfig, resume: bool) -> dict[str, float]:
     """As the sft one, without perplexity (a preference loss is no likelihood): train, evaluate, save."""
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg, resume))
-    metrics = dict(result.metrics)
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
-    if trainer.eval_dataset is not None:
+    metrics = train_to_the_end(trainer, cfg, resume)
+    if wants_final_eval(trainer):
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)

@@ -19,6 +19,7 @@ IGNORE_INDEX = -100
 DROP_TOO_LONG = "longer than cutoff_len (truncation: drop)"
 DROP_PROMPT_TOO_LONG = "no trainable tokens left after truncation"
 DROP_NO_TRAINED = "no trainable tokens"
+TOO_LONG_REASONS = (DROP_TOO_LONG, DROP_PROMPT_TOO_LONG)  # drops a larger data.cutoff_len would avoid
 
 
 def has_trained_tokens(labels: list[int]) -> bool:

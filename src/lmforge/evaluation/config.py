@@ -29,6 +29,7 @@ class EvalModelConfig:
         "auto", "Weights dtype: auto = bf16 on GPUs that support it, else fp32."
     )
     allow_unsafe_pickle: bool = _f(False, "Load .bin/.pt weights you trust (weights_only=True); refused by default.")
+    trust_remote_code: bool = _f(False, "Allow model/tokenizer code from the model folder to run. Off by default.")
 
 
 @dataclass(frozen=True)

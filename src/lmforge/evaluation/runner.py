@@ -18,6 +18,7 @@ from lmforge.evaluation.results import progress_bar, write_results
 from lmforge.inference.engine import ChatEngine, GenerationOptions, load_engine
 from lmforge.templates import check_template_matches_tokenizer
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import ensure_writable_dir
 
 logger = get_logger(__name__)
 
@@ -58,9 +59,12 @@ TASKS = {"perplexity": run_perplexity, "generate": run_generate, "choice": run_c
 
 def run_evaluation(cfg: EvalConfig, engine: ChatEngine | None = None) -> dict[str, Any]:
     """Run `cfg.task`, write output_dir/eval_results.json, and return the results."""
+    ensure_writable_dir(cfg.output_dir, "output_dir")  # before evaluating, not after
     if engine is None:
         m = cfg.model
-        engine = load_engine(m.name_or_path, m.adapter, m.template, m.dtype, m.allow_unsafe_pickle)
+        engine = load_engine(
+            m.name_or_path, m.adapter, m.template, m.dtype, m.allow_unsafe_pickle, m.trust_remote_code
+        )
     mismatch = check_template_matches_tokenizer(engine.template, engine.tokenizer)
     if mismatch:  # scores under another template than training's mean little (QUALITY C3)
         logger.warning(mismatch)

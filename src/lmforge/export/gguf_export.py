@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from lmforge.export.modelfile import check_pieces, derive_pieces, modelfile_text
 from lmforge.models.adapters import load_base_model, load_plain_tokenizer
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import ensure_writable_dir
 
 logger = get_logger(__name__)
 
@@ -52,7 +54,9 @@ def export_gguf(
         raise ConfigError("GGUF export needs the gguf package: pip install 'lmforge[gguf]'")
     if gguf_type in gguf_llamacpp.K_QUANTS:
         gguf_llamacpp.require()
-    out = check_destination(output, overwrite)
+    out = Path(output).expanduser()
+    check_destination(out, overwrite, {"--model": model, **({"--adapter": adapter} if adapter else {})})
+    ensure_writable_dir(out.parent, "export destination folder")
     metadata: dict[str, Any] = {"format": "gguf", "base": model, "adapter": adapter, "gguf_type": gguf_type}
     if adapter:
         merged = merge_adapter(model, adapter, allow_unsafe_pickle, qlora_base)

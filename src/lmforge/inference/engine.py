@@ -136,11 +136,12 @@ def load_engine(
     template: str = "auto",
     dtype: str = "auto",
     allow_unsafe_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> ChatEngine:
     """Model folder (+ optional adapter folder, whose tokenizer wins when it has one) ready to chat."""
-    tokenizer = load_plain_tokenizer(tokenizer_source(model, adapter))
+    tokenizer = load_plain_tokenizer(tokenizer_source(model, adapter), trust_remote_code)
     chat_template = get_template(template, tokenizer)  # `auto` without a chat_template lists the valid names
-    loaded = load_base_model(model, resolve_dtype(dtype), allow_unsafe_pickle)
+    loaded = load_base_model(model, resolve_dtype(dtype), allow_unsafe_pickle, trust_remote_code)
     if adapter:
         qlora = quantized_training(adapter)
         if qlora is not None:  # the adapter was trained on dequant(quant(W)): give it those weights, not W
