@@ -66,7 +66,7 @@ def test_preview_prints_the_report_once_and_writes_nothing_into_output_dir(
     tmp_path, tokenizer, template, monkeypatch, capsys, caplog
 ):
     monkeypatch.setattr(preview, "_load_tokenizer", lambda cfg: tokenizer)
-    monkeypatch.setattr(lmforge.templates, "get_template", lambda name, tok: template, raising=False)
+    monkeypatch.setattr(lmforge.templates, "get_template", lambda name, tok, options=None: template, raising=False)
     datasets = _chat_file(tmp_path)
     with open(datasets[0]["path"], "a") as fh:
         fh.write("{not json\n")
