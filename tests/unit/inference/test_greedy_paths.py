@@ -116,3 +116,35 @@ def test_sampling_differs_from_the_greedy_reference(engine: ChatEngine, referenc
     assert engine.generate_ids(reference["ids_prompts"], sampled) != reference["ids"]
     shorter = [transformers_greedy(engine, p, MAX_NEW - 1) for p in reference["ids_prompts"]]
     assert shorter != reference["ids"]
+
+
+@torch.no_grad()
+def test_repetition_penalty_equals_transformers(engine: ChatEngine, reference: dict) -> None:
+    """The loop's repetition penalty picks what transformers' RepetitionPenaltyLogitsProcessor does."""
+    prompt = reference["ids_prompts"][1]
+    ids = torch.tensor([prompt])
+    out = engine.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=MAX_NEW,
+        repetition_penalty=1.5,
+        eos_token_id=engine.stop_ids,
+        pad_token_id=engine.pad_id,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )[0, ids.shape[1] :].tolist()
+    expected = next((out[:i] for i, t in enumerate(out) if t in engine.stop_ids), out)
+    penalized = GenerationOptions(max_new_tokens=MAX_NEW, repetition_penalty=1.5)
+    assert engine.generate_ids([prompt], penalized)[0] == expected
+    assert expected != reference["ids"][1]  # the penalty changes this reply, so the comparison means something
+
+
+def test_defaults_are_greedy_everywhere(client: openai.OpenAI, engine: ChatEngine, reference: dict) -> None:
+    """One set of defaults: options with nothing set, and an API request without temperature, decode greedily."""
+    assert engine.generate_ids(reference["ids_prompts"], GenerationOptions(max_new_tokens=MAX_NEW)) == reference["ids"]
+    reply = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": QUESTIONS[0]}], max_tokens=MAX_NEW
+    )
+    assert reply.choices[0].message.content == _text(engine, reference["chat"][:1])[0]
