@@ -6,6 +6,7 @@ Keeping torch/transformers out of module import time is what lets `lmforge --hel
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
@@ -117,14 +118,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from lmforge.inference.chat import ChatSession, answer_prompts, interactive_chat
     from lmforge.inference.engine import GenerationOptions, load_engine
 
-    options = GenerationOptions(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-    )
+    options = GenerationOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationOptions)})
     engine = load_engine(
         args.model, args.adapter, args.template, args.dtype, args.allow_unsafe_pickle, args.trust_remote_code
     )
@@ -144,10 +138,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     api_key = _read_api_key(args)
     banner = check_bind_policy(args.host, api_key, args.insecure_no_auth)  # refuse before loading the model (D6)
-    if args.backend == "vllm":
-        from lmforge.inference.backends import require_vllm
-
-        require_vllm()
     limits = {name: getattr(args, name) for name, *_ in limit_fields() if getattr(args, name) is not None}
     import uvicorn
 
@@ -432,15 +422,26 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", action="append", help="a prompt to answer (repeatable); no interactive session")
     p.add_argument("--interactive", action="store_true", help="interactive session even when stdin is not a tty")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto", help="weights dtype")
-    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
-    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
-    p.add_argument("--top-k", type=int, default=50, help="sample from the k most likely tokens (default 50)")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="reply length limit (default 512)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default 1.0)")
-    p.add_argument("--seed", type=int, help="seed for sampling (reproducible replies)")
+    _add_sampling_flags(p)
     p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
     _add_trust_remote_code(p)
     p.set_defaults(func=cmd_chat)
+
+
+def _add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per GenerationOptions field, with its defaults and help (the one sampling type's)."""
+    from lmforge.inference.sampling import GenerationOptions
+
+    for fld in dataclasses.fields(GenerationOptions):
+        flags = [f"--{fld.name.replace('_', '-')}"] + (["--max-tokens"] if fld.name == "max_new_tokens" else [])
+        kind = int if fld.name == "seed" else type(fld.default)
+        p.add_argument(
+            *flags,
+            dest=fld.name,
+            type=kind,
+            default=fld.default,
+            help=f"{fld.metadata['help']} (default {fld.default})",
+        )
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -467,7 +468,6 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route except /health")
     p.add_argument("--api-key-file", help="read the API key from the first line of this file instead")
     p.add_argument("--insecure-no-auth", action="store_true", help="allow a non-loopback --host without a key")
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="generation backend (default hf)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--allow-unsafe-pickle", action="store_true", help=UNSAFE_PICKLE_HELP)
     for name, kind, default, text in limit_fields():

@@ -17,7 +17,6 @@ from lmforge.data.pairwise import PREFERENCE_STAGES, row_sides
 _GREEN, _RESET = "\033[32m", "\033[0m"
 
 
-
 def render_example(row: dict[str, list[int]], tokenizer: Any, colour: bool = False) -> str:
     """Decode a row span by span; spans with labels (trained) are wrapped in «» markers."""
     pairs = list(zip(row["input_ids"], row["labels"], strict=True))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from lmforge.config.loading import apply_overrides, build_dataclass, read_yaml
 from lmforge.config.schema import DataConfig, _f
+from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import ConfigError
 
 TASKS = ("perplexity", "generate", "choice")
@@ -50,16 +51,6 @@ class EvalDataConfig:
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
-    max_new_tokens: int = _f(128, "Reply length limit.")
-    temperature: float = _f(0.0, "0 = greedy (default; deterministic and batch-independent).")
-    top_p: float = _f(0.9, "Nucleus sampling mass (temperature > 0).")
-    top_k: int = _f(50, "Sample from the k most likely tokens (temperature > 0).")
-    repetition_penalty: float = _f(1.0, "> 1 discourages repeats.")
-    seed: int | None = _f(None, "Seed for sampling.")
-
-
-@dataclass(frozen=True)
 class ChoiceConfig:
     benchmark_dir: str = _f("", "Benchmark folder holding the split folders (MMLU: the folder with data/ or dev/).")
     layout: Literal["mmlu", "ceval", "cmmlu"] = _f("mmlu", "File layout: mmlu | ceval | cmmlu.")
@@ -80,7 +71,7 @@ class EvalConfig:
     task: Literal["perplexity", "generate", "choice"] = _f("perplexity", "perplexity | generate | choice.")
     model: EvalModelConfig = field(default_factory=EvalModelConfig)
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    generate: GenerationOptions = field(default_factory=GenerationOptions)  # the one sampling type, its defaults
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)
     batch_size: int = _f(8, "Examples per forward pass (results do not depend on it).")
     output_dir: str = _f("", "Folder for eval_results.json (and predictions.jsonl); required.")

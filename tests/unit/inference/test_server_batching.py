@@ -16,7 +16,6 @@ import torch
 
 from lmforge.inference import decoding
 from lmforge.inference.batching import BatchWorker, Row, WorkerStopped
-from lmforge.inference.decoding import SamplingParams
 from lmforge.inference.engine import ChatEngine, GenerationOptions
 from lmforge.inference.server import create_app
 from lmforge.models.adapters import load_base_model
@@ -25,7 +24,7 @@ from tests.fixtures.server import running_server
 from tests.fixtures.tokenizers import load_fixture_tokenizer
 
 PROMPT_LENGTHS = (3, 40, 7, 12, 25, 5, 33, 18)
-GREEDY = SamplingParams(max_tokens=12, temperature=0)
+GREEDY = GenerationOptions(max_new_tokens=12, temperature=0)
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 
 
@@ -41,7 +40,7 @@ def _prompts(vocab: int) -> list[list[int]]:
     return [torch.randint(0, vocab, (n,), generator=generator).tolist() for n in PROMPT_LENGTHS]
 
 
-def _run(worker: BatchWorker, prompts: list[list[int]], params: SamplingParams, gap_s: float = 0.0) -> list[Any]:
+def _run(worker: BatchWorker, prompts: list[list[int]], params: GenerationOptions, gap_s: float = 0.0) -> list[Any]:
     """Token ids and finish reason per prompt, submitted `gap_s` apart to a started worker."""
     results: list[Any] = [([], None) for _ in prompts]
     done = threading.Semaphore(0)
@@ -96,9 +95,9 @@ def test_rows_joining_a_running_batch_equal_one_by_one(engine: ChatEngine) -> No
     prompts = _prompts(len(engine.tokenizer))
     worker = _worker(engine, max_wait_s=0.0)
     try:
-        joined = _run(worker, prompts, SamplingParams(max_tokens=20, temperature=0), gap_s=0.01)
+        joined = _run(worker, prompts, GenerationOptions(max_new_tokens=20, temperature=0), gap_s=0.01)
         batches, widest = worker.batches, worker.max_rows_seen
-        single = [_run(worker, [p], SamplingParams(max_tokens=20, temperature=0))[0] for p in prompts]
+        single = [_run(worker, [p], GenerationOptions(max_new_tokens=20, temperature=0))[0] for p in prompts]
     finally:
         worker.stop()
     assert batches > 1 and widest > 1  # rows did arrive separately and shared steps
@@ -258,7 +257,7 @@ def test_rows_leaving_trim_the_padding_and_keep_decoding_right(engine: ChatEngin
     long_prompt, short_prompt = _prompts(len(engine.tokenizer))[1], _prompts(len(engine.tokenizer))[0]
     params = [GREEDY, GREEDY]
     with torch.inference_mode():
-        state, _ = decoding.prefill(engine.model, [long_prompt, short_prompt], engine.pad_id, params)
+        state, _ = decoding.prefill(engine.model, [long_prompt, short_prompt], engine.pad_id, [None] * 2, [None] * 2)
         tokens = [decoding.sample(state.logits, params, state.generators)]
         decoding.step(engine.model, state, tokens[-1])
         decoding.keep_rows(state, [1])
@@ -276,7 +275,7 @@ def test_stopping_the_worker_ends_running_and_waiting_rows(engine: ChatEngine) -
     worker.start()
     finals: list[tuple[str, Any]] = []
     deliver = lambda event: finals.append(event) if event[0] != "token" else None  # noqa: E731
-    worker.submit([Row(p, SamplingParams(max_tokens=500, temperature=0), deliver) for p in _prompts(64)[:5]])
+    worker.submit([Row(p, GenerationOptions(max_new_tokens=500, temperature=0), deliver) for p in _prompts(64)[:5]])
     time.sleep(0.1)
     worker.stop()
     assert len(finals) == 5 and all(kind == "error" and "shutting down" in text for kind, text in finals)
