@@ -21,7 +21,7 @@ from lmforge.export.gguf_file import GGUF_TYPES, Provenance, tensor_type_counts,
 from lmforge.export.gguf_tokenizer import adds_bos
 from lmforge.export.gguf_verify import verify_gguf
 from lmforge.export.merge import METADATA, check_destination, merge_adapter, publish, staging_dir
-from lmforge.export.modelfile import check_pieces, derive_pieces, modelfile_text, stop_strings
+from lmforge.export.modelfile import check_pieces, derive_pieces, modelfile_text, stop_strings, training_system_prompt
 from lmforge.models.adapters import load_base_model, load_plain_tokenizer
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
@@ -58,6 +58,9 @@ def export_gguf(
     check_destination(out, overwrite, {"--model": model, **({"--adapter": adapter} if adapter else {})})
     ensure_writable_dir(out.parent, "export destination folder")
     metadata: dict[str, Any] = {"format": "gguf", "base": model, "adapter": adapter, "gguf_type": gguf_type}
+    if system is None and adapter:
+        system = training_system_prompt(adapter)
+        metadata["system_from"] = "training data" if system is not None else None
     if adapter:
         merged = merge_adapter(model, adapter, allow_unsafe_pickle, qlora_base)
         hf_model, tokenizer = merged.model, merged.tokenizer

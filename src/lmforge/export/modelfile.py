@@ -2,18 +2,26 @@
 
 Ollama prompts with a Go template, not Jinja, and only recognises a few chat templates by itself; an exported
 fine-tune without TEMPLATE/stop lines "loses its training" (LlamaFactory#6020, ollama#8363). The template is
-derived from our own template code: conversations with marker contents are encoded exactly as training encodes
-them, decoded back to text, and cut at the markers into the pieces around each message. The Go template then
+derived from our own template code: conversations with marker contents are rendered exactly as training and
+inference render them, and cut at the markers into the pieces around each message. SYSTEM is `--system`, or the
+system prompt most of the training data used (read through the run's config). The Go template then
 glues those pieces around real messages, and `render_pieces` (the same gluing in Python) is checked against the
 training encoding on several conversations before anything is written.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from lmforge.export.verify import ExportError
+from lmforge.utils.errors import LmforgeError
+from lmforge.utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 SYS, U1, A1, U2, A2, U3 = "SYSMARKQ", "USERMARKONE", "ASSTMARKONE", "USERMARKTWO", "ASSTMARKTWO", "USERMARKTHREE"
 
@@ -159,3 +167,35 @@ def modelfile_text(gguf_name: str, pieces: ChatPieces | None, stops: list[str], 
 
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def training_system_prompt(run_dir: str, limit: int = 2000) -> str | None:
+    """The system prompt the run's training data used, when most of its conversations share one: the Modelfile's
+    SYSTEM, so Ollama prompts as training did. None when the data had none, had many, or cannot be read any more
+    (the run's `lmforge_config.yaml` names the data; a moved dataset only costs the SYSTEM line, with a warning)."""
+    from lmforge.config.loading import load_config
+    from lmforge.data.catalog import resolve_specs
+    from lmforge.data.formats import iter_conversations
+
+    snapshot = Path(run_dir) / "lmforge_config.yaml"
+    if not snapshot.is_file():
+        return None
+    systems: Counter[str] = Counter()
+    seen = 0
+    try:
+        cfg = load_config(snapshot)
+        for spec in resolve_specs(cfg.data.datasets, cfg.data, "data.datasets"):
+            for conv in islice(iter_conversations(spec, cfg.data, cfg.stage, None, []), limit):
+                messages = conv.get("messages") or conv.get("prompt") or []
+                seen += 1
+                if messages and messages[0].get("role") == "system" and messages[0].get("content"):
+                    systems[messages[0]["content"]] += 1
+    except (LmforgeError, OSError) as err:
+        logger.warning(
+            "Modelfile: no SYSTEM from the training data of %s (%s); pass --system to set one", run_dir, err
+        )
+        return None
+    if not systems:
+        return None
+    text, count = systems.most_common(1)[0]
+    return text if 2 * count > seen else None

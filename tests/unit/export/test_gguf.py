@@ -3,18 +3,20 @@ negative controls for the q/k permutation, the pre-tokenizer name and the Modelf
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import gguf
 import pytest
+import yaml
 
 from lmforge.cli import main
 from lmforge.export import gguf_tokenizer
 from lmforge.export.gguf_export import export_gguf
 from lmforge.export.gguf_file import GGUF_TYPES
 from lmforge.export.gguf_verify import LAYOUT_TOLERANCE, QUANT_TOLERANCE
-from lmforge.export.modelfile import check_pieces, derive_pieces, render_pieces
+from lmforge.export.modelfile import check_pieces, derive_pieces, render_pieces, training_system_prompt
 from lmforge.export.verify import ExportError
 from lmforge.templates import get_template
 from lmforge.utils.errors import ConfigError
@@ -212,3 +214,29 @@ def test_k_quants_without_llama_cpp_say_how_to_get_it(
     with pytest.raises(ConfigError, match=r"lmforge\[llamacpp\]"):
         export_gguf(str(tiny_model_dir), str(tmp_path / "out"), "q4_k_m")
     assert not (tmp_path / "out").exists()
+
+
+def _run_dir(tmp_path: Path, systems: list[str | None]) -> Path:
+    rows = [
+        {"messages": ([{"role": "system", "content": sys}] if sys else [])
+         + [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i, sys in enumerate(systems)
+    ]  # fmt: skip
+    tmp_path.mkdir(parents=True)
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"stage": "sft", "model": {"name_or_path": str(tmp_path)}, "train": {"output_dir": str(run)}}
+    config["data"] = {"datasets": [{"path": str(data), "format": "openai"}]}
+    (run / "lmforge_config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return run
+
+
+def test_modelfile_system_comes_from_the_training_data_when_most_rows_share_one(tmp_path: Path) -> None:
+    assert training_system_prompt(str(_run_dir(tmp_path / "a", ["Be Forge."] * 3 + [None]))) == "Be Forge."
+    assert training_system_prompt(str(_run_dir(tmp_path / "b", ["One.", "Two.", None, None]))) is None  # no majority
+    assert training_system_prompt(str(_run_dir(tmp_path / "c", [None, None]))) is None
+    moved = _run_dir(tmp_path / "d", ["Be Forge."])
+    (tmp_path / "d" / "chat.jsonl").unlink()  # data gone: no SYSTEM line, a warning, never a failed export
+    assert training_system_prompt(str(moved)) is None
