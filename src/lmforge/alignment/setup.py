@@ -91,7 +91,7 @@ def make_objective(cfg: RunConfig, reference: Reference | None) -> Objective:
 def train_and_save(trainer: Any, cfg: RunConfig, resume: bool) -> dict[str, float]:
     """As the sft one, without perplexity (a preference loss is no likelihood): train, evaluate, save."""
     metrics = train_to_the_end(trainer, cfg, resume)
-    if wants_final_eval(trainer):
+    if wants_final_eval(trainer, cfg):
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)

@@ -80,15 +80,18 @@ def train_to_the_end(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> d
     return metrics
 
 
-def wants_final_eval(trainer: LmforgeTrainer) -> bool:
-    """An evaluation split exists and evaluation is not switched off (`eval_strategy: no`)."""
-    return trainer.eval_dataset is not None and trainer.args.eval_strategy != "no"
+def wants_final_eval(trainer: LmforgeTrainer, cfg: RunConfig) -> bool:
+    """An evaluation split exists and the user did not switch evaluation off (`train.eval_strategy: no`).
+
+    TrainingArguments' own default is also "no", which only means no evaluation during training: a run with a
+    validation split and no eval_strategy still gets its final evaluation."""
+    return trainer.eval_dataset is not None and str(cfg.train.get("eval_strategy", "")).lower() != "no"
 
 
 def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
     """Train (resuming if asked), then write the final model, metrics, trainer state and loss plots."""
     metrics = train_to_the_end(trainer, cfg, resume)
-    if wants_final_eval(trainer):  # before save_final_model turns the KV cache back on
+    if wants_final_eval(trainer, cfg):  # before save_final_model turns the KV cache back on
         eval_metrics = add_perplexity(trainer.evaluate())
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
