@@ -109,6 +109,8 @@ class LmforgeTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """As upstream, with the TrainingArguments as JSON instead of the pickle `training_args.bin`."""
         super()._save(output_dir, state_dict=state_dict)
+        if not self.args.should_save:  # only the writing rank (rank 0) saves, as upstream
+            return
         folder = Path(output_dir if output_dir is not None else self.args.output_dir)
         (folder / "training_args.bin").unlink(missing_ok=True)
         (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
