@@ -21,7 +21,7 @@ from lmforge.data.report import BAD_ROWS_FILE
 from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint
 from lmforge.utils.errors import CheckpointError
 from lmforge.utils.logging import get_logger
-from lmforge.utils.paths import ensure_writable_dir, listing, overlaps
+from lmforge.utils.paths import ensure_writable_dir, entry_names, listing, overlaps
 
 logger = get_logger(__name__)
 
@@ -131,7 +131,7 @@ def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume
 
 def failed_at_startup(out: Path) -> bool:
     """The folder holds nothing but what an earlier run wrote before it failed at start-up."""
-    return {p.name for p in out.iterdir()} <= STARTUP_FILES
+    return entry_names(out) <= STARTUP_FILES
 
 
 def input_paths(cfg: RunConfig) -> dict[str, str]:

@@ -30,12 +30,15 @@ def meant_as_local_path(name: str, data_suffixes: tuple[str, ...] = ()) -> bool:
     )
 
 
+WRITE_PROBE = ".lmforge-write-probe-"  # listings skip these: another rank's probe is not content
+
+
 def ensure_writable_dir(folder: str | Path, what: str) -> None:
     """Create `folder` and write a probe file in it now, so an unwritable destination fails before the work."""
     from lmforge.utils.errors import ConfigError
 
     path = Path(folder).expanduser()
-    probe = path / ".lmforge-write-probe"
+    probe = path / f"{WRITE_PROBE}{os.getpid()}"  # per process: ranks of one run probe the same folder at once
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
@@ -46,5 +49,10 @@ def ensure_writable_dir(folder: str | Path, what: str) -> None:
 
 def listing(folder: Path, limit: int = 3) -> str:
     """'a, b, c, ...': the first entries of a folder, for messages about what would be touched."""
-    entries = sorted(p.name for p in folder.iterdir())
+    entries = sorted(name for name in entry_names(folder))
     return ", ".join(entries[:limit]) + (", ..." if len(entries) > limit else "")
+
+
+def entry_names(folder: Path) -> set[str]:
+    """The names in `folder`, without write probes that a concurrent process may hold there for an instant."""
+    return {p.name for p in folder.iterdir() if not p.name.startswith(WRITE_PROBE)}
