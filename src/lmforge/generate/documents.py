@@ -43,7 +43,8 @@ class Chunk:
     end_char: int
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file (BOM dropped); errors name the file: unreadable, not UTF-8 (with the line), empty."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -63,7 +64,7 @@ def _read_text(path: Path) -> str:
 def _jsonl_documents(path: Path, name: str) -> list[Document]:
     expected = 'expected one JSON object per line with a non-empty string field "text"'
     docs = []
-    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+    for line_no, line in enumerate(read_text_file(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -101,7 +102,7 @@ def load_documents(path: str | Path) -> list[Document]:
         if suffix == ".jsonl":
             docs.extend(_jsonl_documents(file, name))
         else:
-            text = table_to_text(file) if suffix == ".csv" else _read_text(file)
+            text = table_to_text(file) if suffix == ".csv" else read_text_file(file)
             docs.append(Document(id=name, text=text, source=str(file)))
     return docs
 
@@ -110,7 +111,7 @@ def table_to_text(csv_path: str | Path) -> str:
     """A CSV table (first row = column headers) as text: one paragraph per row, one `header: value` line per
     non-empty cell, so each row reads as a self-contained record and chunks cut between rows."""
     path = Path(csv_path)
-    rows = list(csv.reader(io.StringIO(_read_text(path)), skipinitialspace=True))
+    rows = list(csv.reader(io.StringIO(read_text_file(path)), skipinitialspace=True))
     header = [h.strip() for h in rows[0]]
     if any(h in _MISSING_CELL for h in header) or len(set(header)) != len(header):
         raise DataError(f"{path}:1: expected a header row of distinct, non-empty column names; got {rows[0]}")
