@@ -107,30 +107,45 @@ def load_documents(path: str | Path) -> list[Document]:
     return docs
 
 
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number, cells)]) of a CSV file whose first row names distinct columns; blank rows are skipped,
+    a row with another number of cells than the header is an error naming its line."""
+    reader = csv.reader(io.StringIO(read_text_file(path)), skipinitialspace=True, strict=True)
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        if not header or any(h in _MISSING_CELL for h in header) or len(set(header)) != len(header):
+            raise DataError(
+                f"{path}:{reader.line_num}: expected a header row of distinct, non-empty column names; got {header}"
+            )
+        rows = []
+        for cells in reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                raise DataError(
+                    f"{path}:{reader.line_num}: expected {len(header)} cells (one per column of the header), "
+                    f"got {len(cells)}"
+                )
+            rows.append((reader.line_num, [cell.strip() for cell in cells]))
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
+    if not rows:
+        raise DataError(f"{path}: no rows below the header")
+    return header, rows
+
+
 def table_to_text(csv_path: str | Path) -> str:
     """A CSV table (first row = column headers) as text: one paragraph per row, one `header: value` line per
     non-empty cell, so each row reads as a self-contained record and chunks cut between rows."""
     path = Path(csv_path)
-    rows = list(csv.reader(io.StringIO(read_text_file(path)), skipinitialspace=True))
-    header = [h.strip() for h in rows[0]]
-    if any(h in _MISSING_CELL for h in header) or len(set(header)) != len(header):
-        raise DataError(f"{path}:1: expected a header row of distinct, non-empty column names; got {rows[0]}")
-    paragraphs = []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}:{line_no}: expected {len(header)} cells (one per column of the header), got {len(row)}"
-            )
-        lines = [
-            f"{h}: {cell.strip()}" for h, cell in zip(header, row, strict=True) if cell.strip() not in _MISSING_CELL
-        ]
-        if lines:
-            paragraphs.append("\n".join(lines))
-    if not paragraphs:
-        raise DataError(f"{path}: table has a header but no rows with values")
-    return "\n\n".join(paragraphs) + "\n"
+    header, rows = read_csv(path)
+    records = [
+        [f"{h}: {cell}" for h, cell in zip(header, cells, strict=True) if cell not in _MISSING_CELL]
+        for _, cells in rows
+    ]
+    if not any(records):
+        raise DataError(f"{path}: every cell below the header is empty or '-'")
+    return "\n\n".join("\n".join(lines) for lines in records if lines) + "\n"
 
 
 # Preferred cut points, strongest first: a blank line, a line end, a sentence end (Latin or CJK punctuation). A chunk

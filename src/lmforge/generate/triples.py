@@ -7,8 +7,6 @@ QAPair keeps the triples it was made from, and `answer_supported` checks an answ
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -16,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmforge.generate.documents import read_text_file
+from lmforge.generate.documents import read_csv, read_text_file
 from lmforge.utils.errors import DataError
 
 TRIPLE_SUFFIXES = (".tsv", ".txt", ".csv", ".jsonl")
@@ -56,7 +54,8 @@ def _tsv_triples(path: Path) -> list[Triple]:
                 f"{path}:{line_no}: expected head<TAB>relation<TAB>tail (3 non-empty tab-separated fields), got "
                 f"{len(fields)} field(s): {line[:80]!r}"
             )
-        triples.append(Triple(*fields, source=str(path), line=line_no))
+        head, relation, tail = fields
+        triples.append(Triple(head, relation, tail, source=str(path), line=line_no))
     return triples
 
 
@@ -75,20 +74,11 @@ def _fields(row: dict[str, Any], where: str) -> tuple[str, str, str]:
 
 
 def _csv_triples(path: Path) -> list[Triple]:
-    reader = csv.DictReader(io.StringIO(read_text_file(path)), skipinitialspace=True)
-    triples = []
-    for row in reader:
-        line_no = reader.line_num
-        if None in row:
-            raise DataError(
-                f"{path}:{line_no}: more cells than the header has columns ({len(reader.fieldnames or [])})"
-            )
-        if not any((v or "").strip() for v in row.values()):
-            continue
-        triples.append(Triple(*_fields(row, f"{path}:{line_no}"), source=str(path), line=line_no))
-    if not triples:
-        raise DataError(f"{path}: no triples below the header")
-    return triples
+    header, rows = read_csv(path)
+    return [
+        Triple(*_fields(dict(zip(header, cells, strict=True)), f"{path}:{line_no}"), source=str(path), line=line_no)
+        for line_no, cells in rows
+    ]
 
 
 def _jsonl_triples(path: Path) -> list[Triple]:

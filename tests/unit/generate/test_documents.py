@@ -63,6 +63,8 @@ def test_table_rows_become_header_value_paragraphs() -> None:
         ("list.jsonl", b'["text"]\n', r"list\.jsonl:1: expected one JSON object.*got list"),
         ("ragged.csv", b"a,b\n1,2\n3\n", r"ragged\.csv:3: expected 2 cells .* got 1"),
         ("header.csv", b"a,a\n1,2\n", r"header\.csv:1: expected a header row of distinct, non-empty column names"),
+        ("dashes.csv", b"a,b\n-,-\n", r"dashes\.csv: every cell below the header is empty or '-'"),
+        ("quote.csv", b'a,b\n1,"2\n', r"quote\.csv:2: not valid CSV: unexpected end of data"),
         ("notes.pdf", b"%PDF", r"notes\.pdf: not a document file; expected one of \.txt, \.md, \.jsonl, \.csv"),
     ],
 )
