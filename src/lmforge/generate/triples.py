@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmforge.evaluation.metrics import CJK_RUN
 from lmforge.generate.documents import read_csv, read_text_file
 from lmforge.utils.errors import DataError
 
 TRIPLE_SUFFIXES = (".tsv", ".txt", ".csv", ".jsonl")
 _FIELD_NAMES = (("head", "relation", "tail"), ("subject", "predicate", "object"))
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Triple:
 
 @dataclass(frozen=True)
 class QAPair:
+    """A question, its answer, and the triples both were made from (for provenance and `answer_supported`)."""
+
     question: str
     answer: str
     triples: tuple[Triple, ...]
@@ -219,7 +221,7 @@ _GENERIC_ZH = Pattern("{head}的{relation}是什么？", "{head}的{relation}是
 
 
 def _chinese(*texts: str) -> bool:
-    return any(_CJK.search(t) for t in texts)
+    return any(CJK_RUN.search(t) for t in texts)
 
 
 def entity_name(name: str) -> str:
