@@ -1,7 +1,7 @@
 # lmforge developer and user entry points. Everything runs inside .venv, created on first use.
 #   make quickstart   install, then build a tiny model, pretrain, LoRA-SFT it and chat (offline, CPU, < 10 min)
 #   make test         install with test tools, then run the test suite
-#   make lint         ruff check + format check
+#   make lint         ruff check + format check + mypy (type check with the [tool.mypy] config)
 #   make bench        compare against LLaMA-Factory / TRL on the shared benchmark workloads (../shared/bench)
 
 PYTHON ?= python3
@@ -36,6 +36,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/mypy src
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format src tests bench examples
@@ -48,7 +49,7 @@ bench: $(VENV)/.installed
 lock:
 	{ echo "# Exact versions tested on CPU (Python 3.11). Install torch first (see Makefile), then: pip install -r requirements/lock.txt"; \
 	  echo "# Regenerate with: make lock"; \
-	  $(PIP) freeze --exclude-editable | grep -viE '^(torch==|pytest|ruff|hypothesis|iniconfig|pluggy|sortedcontainers|py-spy)'; \
+	  $(PIP) freeze --exclude-editable | grep -viE '^(torch==|pytest|ruff|mypy|librt|pathspec|hypothesis|iniconfig|pluggy|sortedcontainers|py-spy)'; \
 	} > requirements/lock.txt
 
 clean:

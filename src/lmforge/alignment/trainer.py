@@ -19,6 +19,8 @@ from lmforge.training.trainer import LmforgeTrainer
 class PreferenceTrainer(LmforgeTrainer):
     """A trainer that runs `objective(model, batch) -> (loss, metrics)` and logs the averaged metrics."""
 
+    objective: Objective
+
     def __init__(self, *args: Any, objective: Objective, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.objective = objective

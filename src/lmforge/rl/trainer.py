@@ -14,9 +14,10 @@ from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from lmforge.config.schema import RLConfig
 from lmforge.rl.rewards import RewardBatch, RewardResult, RewardSource, combine
@@ -51,7 +52,8 @@ class RolloutTrainer(LmforgeTrainer, ABC):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        tokenizer = self.processing_class
+        tokenizer = cast(PreTrainedTokenizerBase, self.processing_class)  # rollouts decode text: always a tokenizer
+        self.text_tokenizer = tokenizer
         self.rl, self.template, self.reward_sources = rl, template, reward_sources
         self.stop_ids = template.stop_token_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
@@ -63,7 +65,9 @@ class RolloutTrainer(LmforgeTrainer, ABC):
         self.excluded_total = 0
 
     # --- the step -------------------------------------------------------------------------------------------
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         if self._buffer is None or self._buffer_uses >= self.rl.ppo_epochs:
             self._buffer = self.make_rollout(model, inputs)
             self._buffer_uses = 0
@@ -92,7 +96,7 @@ class RolloutTrainer(LmforgeTrainer, ABC):
         rollout = generate_rollout(self.generation_model(model), prompts, self.stop_ids, self.pad_id, options)
         batch = RewardBatch(
             messages=[m for m in inputs["messages"] for _ in range(n)],
-            completions=self.processing_class.batch_decode(rollout.completion_ids, skip_special_tokens=True),
+            completions=self.text_tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True),
             completion_ids=rollout.completion_ids,
             references=[r for r in inputs["reference"] for _ in range(n)],
             ended=rollout.ended.tolist(),

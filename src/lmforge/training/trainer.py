@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from transformers import Trainer
 from transformers.trainer_callback import ExportableState
@@ -77,11 +77,13 @@ class LmforgeTrainer(Trainer):
 
     def _export_callback_states(self) -> None:
         """As upstream: store stateful callbacks (e.g. early stopping) in the trainer state."""
+        # TrainerState annotates stateful_callbacks as a list; its __post_init__ makes it a dict by class name
+        stateful = cast(dict[str, Any], self.state.stateful_callbacks)
         for cb in [*self.callback_handler.callbacks, self.control]:
             if not isinstance(cb, ExportableState):
                 continue
             name = cb.__class__.__name__
-            if isinstance(self.state.stateful_callbacks.get(name), list):
-                self.state.stateful_callbacks[name].append(cb.state())
+            if isinstance(stateful.get(name), list):
+                stateful[name].append(cb.state())
             else:
-                self.state.stateful_callbacks[name] = cb.state()
+                stateful[name] = cb.state()
