@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.methods.registry import peft_task_type
+from lmforge.methods.method_table import peft_task_type
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 

@@ -28,11 +28,17 @@ TRAINER_STATE_NAME = "trainer_state.json"
 class LmforgeTrainer(Trainer):
     """A Trainer whose checkpoints are staged, hashed, sealed with a marker and renamed into place."""
 
+    #: the loss is a token likelihood, so the final evaluation reports perplexity (a preference loss is none)
+    loss_is_likelihood = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fault_plan: FaultPlan | None = fault_plan_from_env()
         if self.fault_plan is not None:
             self.add_callback(FaultCallback(self.fault_plan))
+
+    def drop_training_only_parts(self) -> None:
+        """Before the final save: remove what trained alongside the model but is no part of the result."""
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         step = self.state.global_step

@@ -23,7 +23,7 @@ from lmforge.config.schema import RLConfig
 from lmforge.rl.rewards import RewardBatch, RewardResult, RewardSource, combine
 from lmforge.rl.rollout import Rollout, generate_rollout, sampling_options
 from lmforge.templates import ChatTemplate
-from lmforge.training.trainer import LmforgeTrainer
+from lmforge.training.sealed_trainer import LmforgeTrainer
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -41,6 +41,8 @@ def prompt_collator(features: list[dict[str, Any]]) -> dict[str, Any]:
 
 class RolloutTrainer(LmforgeTrainer, ABC):
     """Generation, reward scoring, the rollout buffer and RL metrics; subclasses define rollouts and losses."""
+
+    loss_is_likelihood = False
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ from typing import Any
 
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.methods.lora import _check_modules_to_save, lora_alpha, lora_targets
-from lmforge.methods.registry import peft_task_type
+from lmforge.methods.method_table import peft_task_type
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
