@@ -1,46 +1,55 @@
-# lmforge developer and user entry points. Everything runs inside .venv, created on first use.
-#   make quickstart   install, then build a tiny model, pretrain, LoRA-SFT it and chat (offline, CPU, < 10 min)
-#   make test         install with test tools, then run the test suite
+# lmforge developer and user entry points, in virtual environments created on first use:
+#   .venv       the user's environment (lmforge and its locked dependencies), what quickstart and bench run in;
+#   .venv-test  the same plus the test tools and the optional extras the tests exercise (bitsandbytes, galore),
+#               kept apart so that `make test` never changes what `lmforge` loads (and how fast it starts) in .venv.
+#   make quickstart   install, then build a tiny model, pretrain, LoRA-SFT it and chat (offline; ~40 CPU-min)
+#   make test         install into .venv-test with the test tools, then run the test suite
 #   make lint         ruff check + format check + mypy (type check with the [tool.mypy] config)
 #   make bench        compare against LLaMA-Factory / TRL on the shared benchmark workloads (../shared/bench)
 
-PYTHON ?= python3
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip
+PYTHON   ?= python3
+VENV     ?= .venv
+TEST_VENV ?= .venv-test
+PY       := $(VENV)/bin/python
+PIP      := $(PY) -m pip
+TEST_PY  := $(TEST_VENV)/bin/python
 # CPU build of torch by default; GPU users install their own CUDA torch into .venv first (see README).
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: quickstart test lint format bench lock clean
 
-$(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+%/bin/python:
+	$(PYTHON) -m venv $*
 
 # torch goes in first: otherwise a dependency's loose "torch" requirement pulls a multi-GB CUDA build.
-$(VENV)/.installed: requirements/lock.txt pyproject.toml | $(VENV)/bin/python
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -r requirements/lock.txt
-	$(PIP) install -q --no-deps -e .
+# $(1): the venv folder, $(2): the requirements file.
+define install
+	$(1)/bin/python -c "import torch" 2>/dev/null || $(1)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(1)/bin/python -m pip install -q -r $(2)
+	$(1)/bin/python -m pip install -q --no-deps -e .
 	touch $@
+endef
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements/lock-dev.txt
-	$(PIP) install -q -r requirements/lock-dev.txt
-	touch $@
+$(VENV)/.installed: requirements/lock.txt pyproject.toml | $(VENV)/bin/python
+	$(call install,$(VENV),requirements/lock.txt)
+
+$(TEST_VENV)/.installed-dev: requirements/lock.txt requirements/lock-dev.txt pyproject.toml | $(TEST_VENV)/bin/python
+	$(call install,$(TEST_VENV),requirements/lock-dev.txt)
 
 quickstart: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/quickstart.sh
 
-test: $(VENV)/.installed-dev
-	$(PY) -m pytest
+test: $(TEST_VENV)/.installed-dev
+	$(TEST_PY) -m pytest
 
-lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
-	$(VENV)/bin/mypy src
+lint: $(TEST_VENV)/.installed-dev
+	$(TEST_VENV)/bin/ruff check src tests bench examples
+	$(TEST_VENV)/bin/ruff format --check src tests bench examples
+	$(TEST_VENV)/bin/mypy src
 
-format: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff format src tests bench examples
-	$(VENV)/bin/ruff check --fix src tests bench examples
+format: $(TEST_VENV)/.installed-dev
+	$(TEST_VENV)/bin/ruff format src tests bench examples
+	$(TEST_VENV)/bin/ruff check --fix src tests bench examples
 
 bench: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash bench/run_bench.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quickstart: everything offline on the bundled data, CPU only, a few minutes on 2 cores.
+# The quickstart: everything offline on the bundled data, CPU only (about 40 min of CPU time on 2 cores; see README).
 #   1. build a tiny random Llama-architecture model + BPE tokenizer (lmforge init-model)
 #   2. continue pretraining it on bundled text (stage pt, full fine-tuning)
 #   3. LoRA supervised fine-tuning on bundled instruction data (stage sft, ChatML template)
@@ -11,7 +11,7 @@ RUNS=runs/quickstart
 start=$(date +%s)
 
 echo "== 1/4 build a tiny base model and tokenizer -> $RUNS/base"
-lmforge init-model --output "$RUNS/base" --arch llama --size tiny --template chatml --seed 0
+lmforge init-model --overwrite --output "$RUNS/base" --arch llama --size tiny --template chatml --seed 0
 
 echo "== 2/4 continued pretraining -> $RUNS/pt"
 lmforge train examples/quickstart/pt.yaml

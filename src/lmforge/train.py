@@ -8,6 +8,7 @@ initialisation is reproducible.
 from __future__ import annotations
 
 from lmforge.config.schema import RunConfig
+from lmforge.utils.errors import LmforgeError, environment_error
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -35,6 +36,12 @@ def run_training(cfg: RunConfig, resume: bool = False, force_resume: bool = Fals
 
     set_seed(args.seed)
     logger.info("stage %s, method %s, output %s%s", cfg.stage, cfg.method.name, cfg.output_dir, " (resume)" * resume)
-    metrics = stage_run(cfg, args, resume)
+    try:
+        metrics = stage_run(cfg, args, resume)
+    except (OSError, RuntimeError) as exc:
+        message = environment_error(exc, cfg.output_dir)
+        if message is None:
+            raise
+        raise LmforgeError(message) from exc
     logger.info("done: %s", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
     return metrics

@@ -37,6 +37,10 @@ def greedy_without_cache(model, prompt: list[int], steps: int) -> list[int]:
     return ids[len(prompt) :]
 
 
+def _until_stop(engine, ids: list[int]) -> list[int]:
+    return next((ids[:i] for i, t in enumerate(ids) if t in engine.stop_ids), ids)
+
+
 @pytest.mark.parametrize("name", list(PROMPTS))
 def test_prompt_adapters_generate_through_the_chat_engine(name: str, tmp_path: Path, tiny_model_dir: Path) -> None:
     method, lr = PROMPTS[name]
@@ -44,10 +48,10 @@ def test_prompt_adapters_generate_through_the_chat_engine(name: str, tmp_path: P
     engine = load_engine(str(tiny_model_dir), adapter=str(run.output_dir), template="chatml", dtype="float32")
     prompt = engine.prompt_ids([{"role": "user", "content": "What do bees make?"}])
     reply = engine.generate_ids([prompt], GREEDY)[0]
-    expected = engine._until_stop(greedy_without_cache(engine.model, prompt, GREEDY.max_new_tokens))
+    expected = _until_stop(engine, greedy_without_cache(engine.model, prompt, GREEDY.max_new_tokens))
     assert reply == expected  # cached decoding with the virtual tokens = full recomputation
     with engine.model.disable_adapter():  # negative control: without the virtual tokens the model says otherwise
-        plain = engine._until_stop(greedy_without_cache(engine.model, prompt, GREEDY.max_new_tokens))
+        plain = _until_stop(engine, greedy_without_cache(engine.model, prompt, GREEDY.max_new_tokens))
     assert plain != expected
     batch = engine.generate_ids([prompt, prompt[:-3] + prompt[-3:]], GREEDY)  # left-padded batch of two
     assert batch[0] == reply

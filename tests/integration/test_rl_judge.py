@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from lmforge.config.schema import JudgeConfig
 from lmforge.rl.judge import JudgeSource
-from lmforge.rl.rewards import RewardBatch
+from lmforge.rl.rewards import MissingRewardsError, RewardBatch
 from lmforge.train import run_training
 from lmforge.training.callbacks import read_log
 from tests.integration.rl_runs import write_rl_config
@@ -111,7 +111,9 @@ def test_unparsable_judge_replies_exclude_samples_instead_of_scoring_zero(
     adapter stays untouched. Negative control: the same run with 0 in place of the failed judge scores trains."""
     monkeypatch.setenv(KEY_ENV, "judge-key")
     judge = _judge(judge_url, max_retries=1, score_regex=r"SCORE=(\d+)")
-    out = _grpo_with_judge(tmp_path / "judge", tiny_model_dir, judge, reward_funcs=[LOWERCASE])
+    with pytest.raises(MissingRewardsError, match="judge: 8 unparsable"):  # by default such a run stops at once
+        _grpo_with_judge(tmp_path / "stops", tiny_model_dir, judge, reward_funcs=[LOWERCASE])
+    out = _grpo_with_judge(tmp_path / "judge", tiny_model_dir, judge, reward_funcs=[LOWERCASE], max_missing_rewards=1)
     last = [r for r in read_log(out) if "reward" in r][-1]
     samples = 2 * 4 * 2  # steps x prompts x generations
     assert last["rewards/excluded_total"] == samples

@@ -161,6 +161,50 @@ def check_half_precision_needs_autocast(cfg: RunConfig) -> None:
         )
 
 
+def check_training_numbers(cfg: RunConfig) -> None:
+    """Values transformers only rejects after the data and model are loaded (or never), caught before."""
+    train = cfg.train
+    positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
+    for key in positive:
+        if key in train and int(train[key]) < 1:
+            raise ConfigError(f"train.{key} must be at least 1, got {train[key]}")
+    if float(train.get("learning_rate", 1.0)) < 0:
+        raise ConfigError(f"train.learning_rate must be >= 0, got {train['learning_rate']}")
+    if "num_train_epochs" in train and float(train["num_train_epochs"]) <= 0 and int(train.get("max_steps", -1)) <= 0:
+        epochs = train["num_train_epochs"]
+        raise ConfigError(f"train.num_train_epochs must be > 0 (or set train.max_steps), got {epochs}")
+    for key in ("warmup_ratio", "weight_decay", "max_grad_norm"):
+        if float(train.get(key, 0.0)) < 0:
+            raise ConfigError(f"train.{key} must be >= 0, got {train[key]}")
+
+
+def check_adapter_numbers(cfg: RunConfig) -> None:
+    method = cfg.method
+    if method.lora_rank < 1:
+        raise ConfigError(f"method.lora_rank must be at least 1, got {method.lora_rank}")
+    if method.lora_alpha is not None and method.lora_alpha <= 0:
+        raise ConfigError(f"method.lora_alpha must be > 0, got {method.lora_alpha}")
+    if not 0 <= method.lora_dropout < 1:
+        raise ConfigError(f"method.lora_dropout must be in [0, 1), got {method.lora_dropout}")
+    if method.prompt_virtual_tokens < 1:
+        raise ConfigError(f"method.prompt_virtual_tokens must be at least 1, got {method.prompt_virtual_tokens}")
+
+
+# train.report_to integrations whose package transformers does not bring: {name: (module, pip extra)}
+LOGGER_PACKAGES = {"wandb": ("wandb", "wandb"), "swanlab": ("swanlab", "swanlab")}
+
+
+def check_loggers_installed(cfg: RunConfig) -> None:
+    report_to = cfg.train.get("report_to") or []
+    for name in [report_to] if isinstance(report_to, str) else report_to:
+        module, extra = LOGGER_PACKAGES.get(str(name), (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"train.report_to: {name} needs the {module} package, which is not installed "
+                f"(pip install 'lmforge[{extra}]'), or drop it from train.report_to"
+            )
+
+
 def check_rl_reward_given(cfg: RunConfig) -> None:
     rl = cfg.rl
     if stage_spec(cfg.stage).is_online_rl and not (rl.reward_model or rl.reward_funcs or rl.judge):
@@ -178,6 +222,8 @@ def check_rl_sampling(cfg: RunConfig) -> None:
         raise ConfigError(f"rl.num_generations must be at least 2 for grpo (the group), got {rl.num_generations}")
     if rl.num_generations < 1 or rl.max_new_tokens < 1 or rl.ppo_epochs < 1:
         raise ConfigError("rl.num_generations, rl.max_new_tokens and rl.ppo_epochs must be at least 1")
+    if not 0 <= rl.max_missing_rewards <= 1:
+        raise ConfigError(f"rl.max_missing_rewards is a fraction of the batch in [0, 1], got {rl.max_missing_rewards}")
     if rl.temperature <= 0:
         raise ConfigError(f"rl.temperature must be > 0 for sampled rollouts, got {rl.temperature}")
     if cfg.data.val_size or cfg.data.eval_datasets:
@@ -195,6 +241,9 @@ RULES: list[Callable[[RunConfig], None]] = [
     check_model_given,
     check_datasets_given,
     check_output_dir_given,
+    check_training_numbers,
+    check_adapter_numbers,
+    check_loggers_installed,
     check_lengths,
     check_packing_options,
     check_streaming_needs_max_steps,

@@ -55,6 +55,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Build a validated, frozen RunConfig from a YAML file (optional) and overrides."""
     raw = read_yaml(path) if path else {}
+    from lmforge.config.convert import flat_config_hint, looks_flat
+
+    if looks_flat(raw):
+        raise ConfigError(flat_config_hint(path, raw))
     raw = apply_overrides(raw, overrides or [])
     cfg = build_dataclass(RunConfig, raw, where="")
     cfg = dataclasses.replace(cfg, train=validate_training_arguments(cfg.train))
@@ -175,6 +179,8 @@ def validate_training_arguments(train: dict[str, Any]) -> dict[str, Any]:
 
 def _coerce_training_value(value: Any, fld: dataclasses.Field, path: str) -> Any:
     hint = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", str(fld.type))
+    if value is False and "Strategy" in str(fld.type):  # YAML 1.1 reads `eval_strategy: no` as false
+        return "no"
     if isinstance(value, str) and hint.startswith("float"):
         try:
             return float(value)

@@ -114,7 +114,10 @@ class DataConfig:
     cache_dir: str | None = _f(None, "Preprocessing cache folder (default: ~/.cache/lmforge/data).")
     overwrite_cache: bool = _f(False, "Ignore and rebuild the preprocessing cache.")
     on_bad_row: Literal["error", "skip"] = _f("error", "Malformed rows: stop with an error, or skip and report them.")
-    encoding: str = _f("utf-8", "Text encoding of local data files.")
+    encoding: str = _f("utf-8", "Text encoding of local data files (utf-16 and utf-32 JSON Lines read too).")
+    max_line_bytes: int = _f(
+        64 * 2**20, "Longest JSON Lines line read (bytes); a longer one is an error instead of exhausting memory."
+    )
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,11 @@ class RLConfig:
     vf_coef: float = _f(0.1, "ppo: weight of the value loss.")
     cliprange_value: float = _f(0.2, "ppo: clipping of the value prediction around the rollout's values.")
     whiten_rewards: bool = _f(False, "ppo: whiten per-token rewards over the batch before GAE.")
+    max_missing_rewards: float = _f(
+        0.5,
+        "Stop the run when more than this fraction of a rollout batch got no reward (e.g. every judge call fails); "
+        "smaller shares are excluded with a warning naming the cause. 1 = never stop.",
+    )
     missing_eos_penalty: float | None = _f(
         None, "Subtract this from the reward of completions that hit max_new_tokens without ending the turn."
     )

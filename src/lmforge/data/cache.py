@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config.schema import DatasetSpec, RunConfig
+from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
-# options that change how the work is done, not what it produces
-_NOT_IN_KEY = ("num_proc", "cache_dir", "overwrite_cache", "streaming", "on_bad_row")
+# options that change how the work is done, not what it produces (on_bad_row does: skip keeps what error refuses)
+_NOT_IN_KEY = ("num_proc", "cache_dir", "overwrite_cache", "streaming", "max_line_bytes")
 _TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece", "chat_template")
 
 
@@ -122,9 +123,15 @@ def load_entry(cache_dir: Path, key: str) -> tuple[Any, Any, dict[str, Any]] | N
     entry = cache_dir / key
     if not (entry / "report.json").is_file():
         return None
-    train = datasets.load_from_disk(str(entry / "train"))
-    evaluation = datasets.load_from_disk(str(entry / "eval")) if (entry / "eval").is_dir() else None
-    return train, evaluation, json.loads((entry / "report.json").read_text(encoding="utf-8"))
+    try:
+        train = datasets.load_from_disk(str(entry / "train"))
+        evaluation = datasets.load_from_disk(str(entry / "eval")) if (entry / "eval").is_dir() else None
+        return train, evaluation, json.loads((entry / "report.json").read_text(encoding="utf-8"))
+    except Exception as exc:  # arrow, json and OS errors alike: the entry is damaged, whatever the cause
+        raise DataError(
+            f"the data cache entry {entry} is damaged ({type(exc).__name__}: {str(exc)[:200]}); rerun with "
+            "data.overwrite_cache=true to rebuild it (or delete that folder)"
+        ) from None
 
 
 def save_entry(cache_dir: Path, key: str, train: Any, evaluation: Any, report: dict[str, Any]) -> bool:

@@ -120,6 +120,18 @@ class Catalog:
         convert = spec_from_llamafactory if self.path.suffix == ".json" else spec_from_yaml
         return convert(name, self.entries[name], self.root, f"{self.path}: {name}")
 
+    def listing(self) -> list[str]:
+        """One line per dataset: name, format and where it is read from (or why it cannot be used)."""
+        lines = []
+        for name in sorted(self.entries):
+            try:
+                spec = self.spec(name)
+            except (ConfigError, DataError) as exc:
+                lines.append(f"{name:<24} unusable: {exc}")
+                continue
+            lines.append(f"{name:<24} {spec.format:<10} {spec.path}")
+        return lines
+
 
 def load_catalog(path: str | Path, dataset_dir: str | None = None) -> Catalog:
     """A catalogue file; file names resolve under dataset_dir, or the catalogue's folder by default."""

@@ -12,13 +12,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lmforge.config.schema import DataConfig
-from lmforge.templates import ChatTemplate, Encoded, has_control_text
+from lmforge.templates import ChatTemplate, Encoded
 from lmforge.utils.errors import DataError
 
 IGNORE_INDEX = -100
 DROP_TOO_LONG = "longer than cutoff_len (truncation: drop)"
 DROP_PROMPT_TOO_LONG = "no trainable tokens left after truncation"
 DROP_NO_TRAINED = "no trainable tokens"
+TOO_LONG_REASONS = (DROP_TOO_LONG, DROP_PROMPT_TOO_LONG)  # drops a larger data.cutoff_len would avoid
 
 
 def has_trained_tokens(labels: list[int]) -> bool:
@@ -64,13 +65,13 @@ def _masked_row(conv: dict[str, Any], encoded: Encoded, tokenizer: Any, data: Da
     last = len(encoded.replies) - 1
     trained = [last] if data.mask_history else range(last + 1)
     row = fit_to_cutoff(encoded.input_ids, encoded.labels_for(trained, data.train_on_prompt), data)
-    return with_template_counts(row, encoded, tokenizer, conv["messages"])
+    return with_template_counts(row, encoded)
 
 
-def with_template_counts(row: dict[str, Any], encoded: Encoded, tokenizer: Any, messages: list[dict]) -> dict:
+def with_template_counts(row: dict[str, Any], encoded: Encoded) -> dict[str, Any]:
     """Add what the report counts about the encoding: special-token text kept as text (A16), tokens that
     straddle a reply edge, and a stop token appended to a format that ends replies with none."""
-    row["_control_text"] = has_control_text(tokenizer, messages)
+    row["_control_text"] = encoded.control_text
     row["_straddling"] = encoded.straddling
     row["_stop_appended"] = encoded.appended_stop
     return row

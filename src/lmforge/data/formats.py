@@ -285,6 +285,7 @@ def iter_conversations(
         encoding=data.encoding,
         on_bad_row=data.on_bad_row,
         bad_rows=bad_rows,
+        max_line_bytes=data.max_line_bytes,
         subset=spec.subset,
         split=spec.split,
         streaming=streaming,

@@ -17,12 +17,12 @@ from lmforge.templates import Encoded
 from lmforge.utils.errors import DataError
 
 
-def _response_row(encoded: Encoded, prompt_turns: int, conversation: list[dict], tokenizer: Any, data: DataConfig):
+def _response_row(encoded: Encoded, prompt_turns: int, data: DataConfig) -> dict[str, Any]:
     """ids of a whole conversation; labels only on the replies after the prompt's `prompt_turns` replies."""
     if len(encoded.replies) <= prompt_turns:
         raise DataError("the response has no assistant turn to train on")
     row = fit_to_cutoff(encoded.input_ids, encoded.labels_for(range(prompt_turns, len(encoded.replies))), data)
-    return with_template_counts(row, encoded, tokenizer, conversation)
+    return with_template_counts(row, encoded)
 
 
 def _assistant_turns(messages: list[dict[str, Any]]) -> int:
@@ -39,8 +39,8 @@ def encode_pairs(pairs: list[dict[str, Any]], template: Any, tokenizer: Any, dat
     rows = []
     for i, pair in enumerate(pairs):
         prompt_turns = _assistant_turns(pair["prompt"])
-        chosen = _response_row(all_encoded[2 * i], prompt_turns, conversations[2 * i][0], tokenizer, data)
-        rejected = _response_row(all_encoded[2 * i + 1], prompt_turns, conversations[2 * i + 1][0], tokenizer, data)
+        chosen = _response_row(all_encoded[2 * i], prompt_turns, data)
+        rejected = _response_row(all_encoded[2 * i + 1], prompt_turns, data)
         rows.append(
             {
                 "chosen_input_ids": chosen["input_ids"],
@@ -65,7 +65,7 @@ def encode_kto(examples: list[dict[str, Any]], template: Any, tokenizer: Any, da
     all_encoded = template.encode_many(tokenizer, [(ex["messages"], ex.get("tools")) for ex in examples])
     rows = []
     for example, encoded in zip(examples, all_encoded, strict=True):
-        row = _response_row(encoded, len(encoded.replies) - 1, example["messages"], tokenizer, data)
+        row = _response_row(encoded, len(encoded.replies) - 1, data)
         row["kto_label"] = bool(example["label"])
         prompt_len = encoded.replies[-1][0]
         row["prompt_len"] = max(1, min(prompt_len, len(row["input_ids"]) - 1))  # >= 1 id each side after a cut

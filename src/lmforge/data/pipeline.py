@@ -18,7 +18,7 @@ from lmforge.data.cache import cache_key, default_cache_dir, load_entry, save_en
 from lmforge.data.catalog import resolve_specs
 from lmforge.data.encoders import AUX_COLUMNS, RowEncoder, encoder_for
 from lmforge.data.formats import iter_conversations
-from lmforge.data.report import DataReport, DatasetCounts
+from lmforge.data.report import BAD_ROWS_FILE, DataReport, DatasetCounts
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
 
@@ -225,14 +225,17 @@ def compute(
 def write_bad_rows(cfg: RunConfig, bad_rows: list[dict[str, Any]]) -> None:
     if not bad_rows or not cfg.output_dir:
         return
-    path = Path(cfg.output_dir) / "bad_rows.jsonl"
+    path = Path(cfg.output_dir) / BAD_ROWS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in bad_rows), encoding="utf-8")
     logger.warning("skipped %d malformed rows; their line numbers are in %s", len(bad_rows), path)
 
 
-def build_datasets(cfg: RunConfig, tokenizer: Any, template: Any | None) -> DatasetBundle:
-    """Training (and evaluation) datasets of encoded rows plus a report of what preprocessing did."""
+def build_datasets(cfg: RunConfig, tokenizer: Any, template: Any | None, record: bool = True) -> DatasetBundle:
+    """Training (and evaluation) datasets of encoded rows plus a report of what preprocessing did.
+
+    record: log the report and write skipped rows to train.output_dir (a run); `data preview` prints instead and
+    writes nothing."""
     if stage_spec(cfg.stage).needs_template and template is None:
         raise DataError(f"{cfg.stage} needs a chat template to encode conversations")
     specs = resolve_specs(cfg.data.datasets, cfg.data, "data.datasets")
@@ -254,7 +257,11 @@ def build_datasets(cfg: RunConfig, tokenizer: Any, template: Any | None) -> Data
         bundle = compute(cfg, specs, eval_specs, tokenizer, template, key, seed)
         bundle.report.cache = "miss"
         save_entry(cache_dir, key, bundle.train, bundle.eval, bundle.report.to_dict())
-    write_bad_rows(cfg, bundle.report.bad_rows)
-    for line in bundle.report.lines():
-        logger.info(line)
+    if record:
+        write_bad_rows(cfg, bundle.report.bad_rows)
+        for line in bundle.report.lines():
+            logger.info(line)
+    warning = bundle.report.length_warning(cfg.data.cutoff_len, encode.TOO_LONG_REASONS)
+    if warning:
+        logger.warning(warning)
     return bundle

@@ -14,12 +14,8 @@ from lmforge.config.schema import RunConfig
 from lmforge.config.stages import stage_spec
 from lmforge.data.encode import IGNORE_INDEX
 from lmforge.data.pairwise import row_sides
-from lmforge.utils.logging import get_logger
 
 _GREEN, _RESET = "\033[32m", "\033[0m"
-
-
-logger = get_logger(__name__)
 
 
 def render_example(row: dict[str, list[int]], tokenizer: Any, colour: bool = False) -> str:
@@ -56,6 +52,15 @@ def _load_tokenizer(cfg: RunConfig) -> Any:
     return load_tokenizer(cfg.model)
 
 
+def warn_if_template_differs(template: Any, tokenizer: Any) -> None:
+    """The same check as training: a template that renders differently from the tokenizer's own is worth a look."""
+    from lmforge.templates import check_template_matches_tokenizer
+
+    mismatch = check_template_matches_tokenizer(template, tokenizer)
+    if mismatch:
+        print(f"warning: {mismatch}")
+
+
 def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
     """Print n decoded examples and the data report; optionally dump every encoded example."""
     from lmforge.data.pipeline import build_datasets
@@ -69,13 +74,11 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
         return
     template = None
     if spec.needs_template:
-        from lmforge.templates import check_template_matches_tokenizer, get_template
+        from lmforge.templates import get_template
 
         template = get_template(cfg.data.template, tokenizer, cfg.data.template_options)
-        mismatch = check_template_matches_tokenizer(template, tokenizer)
-        if mismatch:
-            logger.warning(mismatch)
-    bundle = build_datasets(cfg, tokenizer, template)
+        warn_if_template_differs(template, tokenizer)
+    bundle = build_datasets(cfg, tokenizer, template, record=False)
     colour = sys.stdout.isatty()
     for i, row in enumerate(bundle.train):
         if i >= n:
@@ -86,5 +89,7 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
             print(f"--- example {i}{what}: {len(side['input_ids'])} tokens, {trained} trained («» marks trained text)")
             print(render_example(side, tokenizer, colour))
     print("\n".join(bundle.report.lines()))
+    for bad in bundle.report.bad_rows[:5]:
+        print(f"skipped malformed row: {bad['error']}")
     if dump:
         print(f"wrote {dump_rows(bundle.train, dump)} encoded examples to {dump}")

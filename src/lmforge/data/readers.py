@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.utils.errors import DataError
+from lmforge.utils.paths import meant_as_local_path
 
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet", ".txt": "txt"}
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -113,31 +114,103 @@ def read_json(path: Path, encoding: str) -> list[dict[str, Any]]:
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             raise DataError(f"{path}: element [{i}] must be an object, got {type(row).__name__}")
+        problem = unusable_text(row)
+        if problem:
+            raise DataError(f"{path}: element [{i}]: field {problem}; fix the data (JSON Lines files can skip rows)")
     return data
 
 
-def iter_jsonl(path: Path, encoding: str, on_bad_row: str, bad_rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Yield objects line by line (constant memory); bad lines raise, or are recorded and skipped."""
+DEFAULT_MAX_LINE_BYTES = 64 * 2**20
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """UTF-16/32 encode '\n' as several bytes, so their lines cannot be found by splitting bytes on b'\n'."""
+    return "\n".encode(encoding) == b"\n"
+
+
+def iter_lines(path: Path, encoding: str, max_line_bytes: int) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line) with at most `max_line_bytes` read per line: one huge line must not take the
+    machine's memory (a 100 MB JSON line peaked at 10.7 GB once parsed)."""
+    too_long = (
+        f"{path}: line {{}} is longer than data.max_line_bytes ({max_line_bytes} bytes); split that record or "
+        "raise data.max_line_bytes"
+    )
+    if not _ascii_compatible(encoding):
+        line_no = 0
+        try:
+            with path.open(encoding=encoding, newline="") as fh:
+                while line := fh.readline(max_line_bytes + 1):
+                    line_no += 1
+                    if len(line.encode(encoding)) > max_line_bytes and not line.endswith("\n"):
+                        raise DataError(too_long.format(line_no))
+                    yield line_no, line.removeprefix("\ufeff").rstrip("\r\n")
+        except UnicodeError as exc:
+            raise DataError(f"{path}: cannot decode as {encoding} after line {line_no}: {exc}") from None
+        return
     offset = 0
-    seen_any = False
     with path.open("rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            text = decode_bytes(raw, path, encoding, line_offset=line_no - 1, byte_offset=offset).rstrip("\r\n")
+        line_no = 0
+        while raw := fh.readline(max_line_bytes + 1):
+            line_no += 1
+            if len(raw) > max_line_bytes:
+                raise DataError(too_long.format(line_no))
+            text = decode_bytes(raw, path, encoding, line_offset=line_no - 1, byte_offset=offset)
+            yield line_no, text.rstrip("\r\n")
             offset += len(raw)
-            if not text.strip():
-                continue
-            seen_any = True
-            try:
-                row = json.loads(text)
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}: line {line_no}: expected a JSON object, got {type(row).__name__}")
-            except (json.JSONDecodeError, DataError) as exc:
-                err = _json_error(path, text, exc, line=line_no) if isinstance(exc, json.JSONDecodeError) else exc
-                if on_bad_row != "skip":
-                    raise err from None
-                bad_rows.append({"file": str(path), "line": line_no, "error": str(err)})
-                continue
-            yield row
+
+
+# lone surrogates, and C0 controls other than the whitespace ones that occur in real text (\t \n \v \f \r)
+_UNUSABLE = re.compile("[\ud800-\udfff\x00-\x08\x0e-\x1f]")
+
+
+def unusable_text(value: Any, where: str = "") -> str | None:
+    """Where a row's strings hold text no tokenizer should see: a lone surrogate (an escaped "\\ud800", which is
+    not Unicode text) or an escaped C0 control character (NUL, ESC, ...) that is not whitespace."""
+    if isinstance(value, str):
+        bad = _UNUSABLE.search(value)  # one C-speed scan; the row is looked at per character only when it fails
+        if bad is None:
+            return None
+        code, i = ord(bad.group()), bad.start()
+        what = "lone surrogate" if 0xD800 <= code <= 0xDFFF else "control character"
+        return f"{where or 'text'}: {what} \\u{code:04x} at character {i}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = unusable_text(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def iter_jsonl(
+    path: Path,
+    encoding: str,
+    on_bad_row: str,
+    bad_rows: list[dict[str, Any]],
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> Iterator[dict[str, Any]]:
+    """Yield objects line by line (bounded memory); bad lines raise, or are recorded and skipped."""
+    seen_any = False
+    for line_no, text in iter_lines(path, encoding, max_line_bytes):
+        if not text.strip():
+            continue
+        seen_any = True
+        try:
+            row = json.loads(text)
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {line_no}: expected a JSON object, got {type(row).__name__}")
+            problem = unusable_text(row)
+            if problem:
+                raise DataError(
+                    f"{path}: line {line_no}: field {problem}; fix the data, or set data.on_bad_row: skip to skip "
+                    "such rows (they are counted)"
+                )
+        except (json.JSONDecodeError, DataError) as exc:
+            err = _json_error(path, text, exc, line=line_no) if isinstance(exc, json.JSONDecodeError) else exc
+            if on_bad_row != "skip":
+                raise err from None
+            bad_rows.append({"file": str(path), "line": line_no, "error": str(err)})
+            continue
+        yield row
     if not seen_any:
         raise DataError(f"{path}: file is empty")
 
@@ -164,11 +237,16 @@ def read_with_datasets(path: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def iter_file(
-    path: Path, file_type: str | None, encoding: str, on_bad_row: str, bad: list
+    path: Path,
+    file_type: str | None,
+    encoding: str,
+    on_bad_row: str,
+    bad: list,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[dict[str, Any]]:
     kind = guess_file_type(path, file_type)
     if kind == "jsonl":
-        yield from iter_jsonl(path, encoding, on_bad_row, bad)
+        yield from iter_jsonl(path, encoding, on_bad_row, bad, max_line_bytes)
     elif kind == "json":
         yield from read_json(path, encoding)
     elif kind == "txt":
@@ -178,6 +256,8 @@ def iter_file(
 
 
 def is_hub_id(path: str) -> bool:
+    if meant_as_local_path(path, tuple(FILE_TYPES)):  # data/x.jsonl or runs/x that is missing: not the hub
+        return False
     return not os.path.isabs(path) and ".." not in path and bool(_HUB_ID.match(path)) and not os.path.exists(path)
 
 
@@ -202,11 +282,12 @@ def iter_source(
     subset: str | None = None,
     split: str = "train",
     streaming: bool = False,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[dict[str, Any]]:
     """Rows of a local file, every file of a folder, or a hub dataset."""
     if os.path.exists(path):
         for file in list_data_files(Path(path)):
-            yield from iter_file(file, file_type, encoding, on_bad_row, bad_rows)
+            yield from iter_file(file, file_type, encoding, on_bad_row, bad_rows, max_line_bytes)
     elif is_hub_id(path):
         yield from iter_hub(path, subset, split, streaming)
     else:

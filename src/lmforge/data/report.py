@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge.utils.errors import DataError
+
+LENGTH_DROP_WARN = 0.05  # share of examples dropped for length above which a run warns
+BAD_ROWS_FILE = "bad_rows.jsonl"  # written into train.output_dir when data.on_bad_row is skip
 
 
 @dataclass
@@ -95,6 +99,20 @@ class DataReport:
             top = max(n for _, _, n in hist) or 1
             out += [f"    {lo:>6}-{hi:<6} {n:>7} {'#' * round(30 * n / top)}" for lo, hi, n in hist]
         return out
+
+    def length_warning(self, cutoff_len: int, too_long_reasons: tuple[str, ...]) -> str | None:
+        """A warning when more than LENGTH_DROP_WARN of the examples were dropped for length, with the cutoff_len
+        that would keep 95% of them (the 95th percentile of the lengths before truncation)."""
+        read = sum(c.read for c in self.datasets)
+        dropped = sum(n for c in self.datasets for reason, n in c.dropped.items() if reason in too_long_reasons)
+        if not read or dropped / read <= LENGTH_DROP_WARN or not self.lengths:
+            return None
+        ordered = sorted(self.lengths)
+        keeps_95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+        return (
+            f"{dropped} of {read} examples ({dropped / read:.0%}) are longer than data.cutoff_len {cutoff_len} and "
+            f"were dropped; data.cutoff_len: {keeps_95} would keep 95% of them (or set data.truncation: truncate)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

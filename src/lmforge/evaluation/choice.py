@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from lmforge.evaluation.benchmarks import Question
-from lmforge.inference.engine import pad_left
+from lmforge.inference.decoding import pad_left
 from lmforge.templates import ChatTemplate, Message
 from lmforge.utils.errors import ConfigError
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from lmforge.config.loading import apply_overrides, build_dataclass, read_yaml
 from lmforge.config.schema import DataConfig, _f
+from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import ConfigError
 
 TASKS = ("perplexity", "generate", "choice")
@@ -29,6 +30,7 @@ class EvalModelConfig:
         "auto", "Weights dtype: auto = bf16 on GPUs that support it, else fp32."
     )
     allow_unsafe_pickle: bool = _f(False, "Load .bin/.pt weights you trust (weights_only=True); refused by default.")
+    trust_remote_code: bool = _f(False, "Allow model/tokenizer code from the model folder to run. Off by default.")
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,6 @@ class EvalDataConfig:
     max_samples: int | None = _f(None, "Use at most this many rows of each dataset.")
     on_bad_row: Literal["error", "skip"] = _f("error", "Malformed rows: stop with an error, or skip and count them.")
     encoding: str = _f("utf-8", "Text encoding of local data files.")
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    max_new_tokens: int = _f(128, "Reply length limit.")
-    temperature: float = _f(0.0, "0 = greedy (default; deterministic and batch-independent).")
-    top_p: float = _f(0.9, "Nucleus sampling mass (temperature > 0).")
-    top_k: int = _f(50, "Sample from the k most likely tokens (temperature > 0).")
-    repetition_penalty: float = _f(1.0, "> 1 discourages repeats.")
-    seed: int | None = _f(None, "Seed for sampling.")
 
 
 @dataclass(frozen=True)
@@ -79,7 +71,7 @@ class EvalConfig:
     task: Literal["perplexity", "generate", "choice"] = _f("perplexity", "perplexity | generate | choice.")
     model: EvalModelConfig = field(default_factory=EvalModelConfig)
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    generate: GenerationOptions = field(default_factory=GenerationOptions)  # the one sampling type, its defaults
     choice: ChoiceConfig = field(default_factory=ChoiceConfig)
     batch_size: int = _f(8, "Examples per forward pass (results do not depend on it).")
     output_dir: str = _f("", "Folder for eval_results.json (and predictions.jsonl); required.")

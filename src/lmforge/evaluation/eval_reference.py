@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from lmforge.config.config_reference import section_reference
-from lmforge.evaluation.config import ChoiceConfig, EvalDataConfig, EvalModelConfig, GenerateConfig
+from lmforge.evaluation.config import ChoiceConfig, EvalDataConfig, EvalModelConfig
+from lmforge.inference.sampling import GenerationOptions
 
 SECTIONS = [
     ("model", EvalModelConfig),
     ("data  (perplexity, generate)", EvalDataConfig),
-    ("generate", GenerateConfig),
+    ("generate  (the sampling settings chat, serve and rollouts share)", GenerationOptions),
     ("choice", ChoiceConfig),
 ]
 

@@ -1,7 +1,8 @@
 """`generate`: answer each dataset prompt with the model, write predictions.jsonl, score BLEU-4 / ROUGE.
 
-Prompts come only from the template's `encode_prompt` (the ids chat and training use, QUALITY C3/C17), batches
-are left-padded and decoded greedily by default, so the predictions do not depend on the batch size (C16).
+Prompts come only from the template's `encode_prompt` (the ids chat and training use, QUALITY C3/C17) and are decoded
+by the one engine (`ChatEngine.generate_ids`), greedily by default, so the predictions do not depend on the batch
+size (C16).
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ from lmforge.evaluation.choice_task import run_choice
 from lmforge.evaluation.config import EvalConfig, training_data_config
 from lmforge.evaluation.data import read_sources
 from lmforge.evaluation.results import progress_bar, write_results
-from lmforge.inference.engine import ChatEngine, GenerationOptions, load_engine
+from lmforge.inference.engine import ChatEngine, load_engine
 from lmforge.templates import check_template_matches_tokenizer
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import ensure_writable_dir
 
 logger = get_logger(__name__)
 
@@ -36,15 +37,13 @@ def run_perplexity(cfg: EvalConfig, engine: ChatEngine) -> dict[str, Any]:
 
 
 def run_generate(cfg: EvalConfig, engine: ChatEngine) -> dict[str, Any]:
-    g = cfg.generate
-    options = GenerationOptions(g.max_new_tokens, g.temperature, g.top_p, g.top_k, g.repetition_penalty, g.seed)
     examples: list[generation.Example] = []
     per_dataset: dict[str, Any] = {}
     replies: list[str] = []
     for source in read_sources(training_data_config(cfg), "sft"):
         found = generation.build_examples(source, engine, cfg.data.cutoff_len)
         with progress_bar(len(found), f"generate {source.spec.name}") as bar:
-            answers = generation.predict(engine, found, options, cfg.batch_size, bar)
+            answers = generation.predict(engine, found, cfg.generate, cfg.batch_size, bar)
         per_dataset[source.spec.name] = {**generation.score(found, answers), **source.summary()}
         examples += found
         replies += answers
@@ -58,9 +57,12 @@ TASKS = {"perplexity": run_perplexity, "generate": run_generate, "choice": run_c
 
 def run_evaluation(cfg: EvalConfig, engine: ChatEngine | None = None) -> dict[str, Any]:
     """Run `cfg.task`, write output_dir/eval_results.json, and return the results."""
+    ensure_writable_dir(cfg.output_dir, "output_dir")  # before evaluating, not after
     if engine is None:
         m = cfg.model
-        engine = load_engine(m.name_or_path, m.adapter, m.template, m.dtype, m.allow_unsafe_pickle)
+        engine = load_engine(
+            m.name_or_path, m.adapter, m.template, m.dtype, m.allow_unsafe_pickle, m.trust_remote_code
+        )
     mismatch = check_template_matches_tokenizer(engine.template, engine.tokenizer)
     if mismatch:  # scores under another template than training's mean little (QUALITY C3)
         logger.warning(mismatch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from lmforge.models.loading import PICKLE_SUFFIXES, resolve_dtype
 from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import ensure_writable_dir, overlaps
 
 logger = get_logger(__name__)
 
@@ -49,17 +51,66 @@ def export_merged(
     overwrite: bool = False,
     allow_unsafe_pickle: bool = False,
     qlora_base: QloraBase = "dequantized",
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Merge `adapter` into `base`, verify, and publish at `output`; returns the metadata written there.
 
     qlora_base: for a qlora adapter, merge onto the dequantised weights it was trained against (default) or onto
     the original weights; `merge_base` in the metadata records which."""
     out = Path(output).expanduser()
-    if out.exists() and not overwrite:
-        raise ConfigError(f"export destination {str(out)!r} already exists; pass --overwrite or choose another folder")
+    check_destination(out, overwrite, {"--model": base, "--adapter": adapter})
+    ensure_writable_dir(out.parent, "export destination folder")
+    merged = merge_adapter(base, adapter, allow_unsafe_pickle, qlora_base, trust_remote_code)
+    model = merged.model.to(resolve_dtype(dtype))
+    set_generation_stops(model, merged.tokenizer)
+    numbers = merged.verification
+    metadata = {
+        "base": base,
+        "adapter": adapter,
+        "dtype": dtype,
+        "merge_base": merged.merge_base,
+        "verification": numbers,
+    }
+    staging = staging_dir(out, "tmp")
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed export
+    try:
+        write_model(model, merged.tokenizer, staging, shard_size)
+        reloaded = load_base_model(str(staging), model.dtype, trust_remote_code=trust_remote_code)
+        check_written(reloaded, model)
+        numbers["written_vs_unmerged"] = check_written_logits(
+            logits_of(reloaded, merged.inputs), merged.unmerged, model.dtype
+        )
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("exported %s + %s to %s (%s): %s", base, adapter, out, dtype, numbers)
+    return metadata
+
+
+@dataclass
+class MergedModel:
+    """An adapter merged into its base in fp32 and checked, with what later checks compare against."""
+
+    model: Any
+    tokenizer: Any
+    verification: dict[str, float]
+    inputs: torch.Tensor  # the fixed verification inputs
+    unmerged: torch.Tensor  # the adapter model's logits on them
+    merge_base: str  # which base weights the adapter went onto (lmforge_export.json)
+
+
+def merge_adapter(
+    base: str,
+    adapter: str,
+    allow_unsafe_pickle: bool = False,
+    qlora_base: QloraBase = "dequantized",
+    trust_remote_code: bool = False,
+) -> MergedModel:
+    """Load base + adapter in fp32, merge, and verify the merge against the unmerged and base models."""
     check_mergeable(adapter)
-    tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter))
-    base_model = load_base_model(base, torch.float32, allow_unsafe_pickle)
+    tokenizer = load_plain_tokenizer(tokenizer_source(base, adapter), trust_remote_code)
+    base_model = load_base_model(base, torch.float32, allow_unsafe_pickle, trust_remote_code)
     quantized = quantized_training(adapter)
     if quantized is not None and qlora_base == "dequantized":
         use_dequantized_base(base_model, base, quantized)
@@ -67,28 +118,23 @@ def export_merged(
     check_vocab_covers(peft_model, tokenizer)
     inputs = fixed_inputs(min(len(tokenizer), peft_model.get_input_embeddings().num_embeddings))
     merged, numbers, unmerged = merge_verified(peft_model, inputs)
-    merged = merged.to(resolve_dtype(dtype))
-    set_generation_stops(merged, tokenizer)
-    metadata = {
-        "base": base,
-        "adapter": adapter,
-        "dtype": dtype,
-        "merge_base": describe(quantized, qlora_base),
-        "verification": numbers,
-    }
-    staging = _staging_dir(out, "tmp")
-    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed export
-    try:
-        write_model(merged, tokenizer, staging, shard_size)
-        reloaded = load_base_model(str(staging), merged.dtype)
-        check_written(reloaded, merged)
-        numbers["written_vs_unmerged"] = check_written_logits(logits_of(reloaded, inputs), unmerged, merged.dtype)
-        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-        _publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("exported %s + %s to %s (%s): %s", base, adapter, out, dtype, numbers)
-    return metadata
+    return MergedModel(merged, tokenizer, numbers, inputs, unmerged, describe(quantized, qlora_base))
+
+
+def check_destination(out: Path, overwrite: bool, inputs: dict[str, str]) -> None:
+    """--overwrite replaces an earlier export only: never an input, and never a folder export did not write."""
+    for flag, path in inputs.items():
+        if overlaps(path, out):
+            raise ConfigError(f"export destination {str(out)!r} overlaps {flag} {path}; choose another --output")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise ConfigError(f"export destination {str(out)!r} already exists; pass --overwrite or choose another folder")
+    if not out.is_dir() or (any(out.iterdir()) and not (out / METADATA).is_file()):
+        raise ConfigError(
+            f"export destination {str(out)!r} is not an lmforge export (no {METADATA}); --overwrite only replaces "
+            "earlier exports. Nothing was deleted; choose another --output"
+        )
 
 
 def merge_verified(peft_model: Any, inputs: torch.Tensor) -> tuple[Any, dict[str, float], torch.Tensor]:
@@ -131,16 +177,16 @@ def write_model(model: Any, tokenizer: Any, folder: Path, shard_size: str) -> No
         raise ExportError(f"export wrote pickle files ({', '.join(pickles)}); only safetensors are allowed")
 
 
-def _staging_dir(out: Path, kind: str) -> Path:
+def staging_dir(out: Path, kind: str) -> Path:
     return out.parent / f".{out.name}.lmforge-{kind}"
 
 
-def _publish(staging: Path, out: Path) -> None:
+def publish(staging: Path, out: Path) -> None:
     """Rename the finished folder into place; an existing destination is moved aside first, then deleted."""
     out.parent.mkdir(parents=True, exist_ok=True)
     old = None
     if out.exists():
-        old = _staging_dir(out, "old")
+        old = staging_dir(out, "old")
         shutil.rmtree(old, ignore_errors=True)
         out.rename(old)
     staging.rename(out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ChatEngine", "GenerationOptions", "load_engine"]
+__all__ = ["ChatEngine", "Generated", "GenerationOptions", "generate_rows", "load_engine"]
 
 
 def __getattr__(name: str) -> Any:

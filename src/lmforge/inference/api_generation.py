@@ -20,8 +20,9 @@ from lmforge.inference import tool_calls
 from lmforge.inference.api_logprobs import CompletionLogprobs, chat_logprobs
 from lmforge.inference.api_schema import ApiError
 from lmforge.inference.batching import BatchWorker, Event, QueueFull, Row, WorkerStopped
-from lmforge.inference.decoding import SamplingParams, TokenLogprob
+from lmforge.inference.decoding import TokenLogprob
 from lmforge.inference.detokenize import TextAssembler
+from lmforge.inference.sampling import GenerationOptions
 from lmforge.inference.tool_calls import ToolUse
 
 DONE = "data: [DONE]\n\n"
@@ -51,6 +52,8 @@ class ReplyOptions:
 
     echo: list[str] | None = None  # per row: the prompt text to return before the completion
     logprobs: bool = False  # log-probabilities of the returned tokens (and of the echoed prompt)
+    top_logprobs: int | None = None  # alternatives per generated token (None: no log-probabilities)
+    prompt_top_logprobs: int | None = None  # alternatives per prompt token (None: the prompt is not scored)
     tools: ToolUse | None = None  # parse tool calls out of chat replies
 
 
@@ -71,7 +74,7 @@ class Job:
         self,
         tokenizer: Any,
         prompts: list[list[int]],
-        params: list[SamplingParams],
+        options_per_row: list[GenerationOptions],
         stop: list[str],
         prompt_tokens: int,
         options: ReplyOptions | None = None,
@@ -80,7 +83,11 @@ class Job:
         self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
         self.tokenizer = tokenizer
         self.options = options or ReplyOptions()
-        self.rows = [Row(p, sp, self._deliverer(i)) for i, (p, sp) in enumerate(zip(prompts, params, strict=True))]
+        o = self.options
+        self.rows = [
+            Row(p, opts, self._deliverer(i), o.top_logprobs, o.prompt_top_logprobs)
+            for i, (p, opts) in enumerate(zip(prompts, options_per_row, strict=True))
+        ]
         self.assemblers = [TextAssembler(tokenizer, stop) for _ in prompts]
         self.finish: list[str | None] = [None] * len(prompts)
         self.completion_tokens = [0] * len(prompts)
@@ -121,7 +128,7 @@ class Job:
         whose text is still held back ride along with the next piece of that choice.
         """
         for index, echo in enumerate(self.options.echo or []):
-            if self.rows[index].params.prompt_logprobs is None:
+            if self.rows[index].prompt_logprobs is None:
                 yield Piece(index, echo, None, [])
         remaining = len(self.rows)
         while remaining:

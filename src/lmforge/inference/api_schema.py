@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from lmforge.inference.sampling import GenerationOptions
+
 
 class ApiError(Exception):
     """An error answered to the client as an OpenAI-style JSON body."""
@@ -142,14 +144,19 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+_DEFAULTS = GenerationOptions()
+
+
 class SamplingRequest(_Strict):
-    """Fields shared by chat and text completions."""
+    """Fields shared by chat and text completions; the sampling ones map onto `GenerationOptions` (`options`) and
+    take its defaults (greedy when `temperature` is not sent)."""
 
     model: str
     max_tokens: int | None = Field(default=None, ge=0)  # 0: score the prompt only (completions with echo)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=0)  # extension (vLLM's name); 0 = off
+    temperature: float = Field(default=_DEFAULTS.temperature, ge=0.0, le=2.0)
+    top_p: float = Field(default=_DEFAULTS.top_p, gt=0.0, le=1.0)
+    top_k: int = Field(default=_DEFAULTS.top_k, ge=0)  # extension (vLLM's name); 0 = off
+    repetition_penalty: float = Field(default=_DEFAULTS.repetition_penalty, gt=0.0, le=10.0)  # extension (vLLM's)
     n: int = Field(default=1, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
@@ -169,6 +176,11 @@ class SamplingRequest(_Strict):
 
     def stop_list(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    def options(self, max_tokens: int, choice: int = 0) -> GenerationOptions:
+        """The sampling settings of choice number `choice` (its seed is `seed + choice`)."""
+        seed = None if self.seed is None else self.seed + choice
+        return GenerationOptions(max_tokens, self.temperature, self.top_p, self.top_k, self.repetition_penalty, seed)
 
 
 class ChatCompletionRequest(SamplingRequest):

@@ -21,13 +21,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from lmforge.inference import decoding
-from lmforge.inference.decoding import BatchState, SamplingParams, TokenLogprob
+from lmforge.inference.decoding import BatchState, TokenLogprob
+from lmforge.inference.sampling import GenerationOptions
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +52,30 @@ class WorkerStopped(Exception):
     """The worker thread is not running (shut down, or died); the server answers 503."""
 
 
+def ignore(_: Event) -> None:
+    """`deliver` of rows whose caller reads the result off the row once decoding is over."""
+
+
 @dataclass(eq=False)
 class Row:
-    """One sequence to generate. `cancelled` may be set from any thread; the row leaves at the next step."""
+    """One sequence to generate. `cancelled` may be set from any thread; the row leaves at the next step.
+
+    `logprobs` (k) asks for each generated token's log-probability with the top k alternatives, `prompt_logprobs`
+    (k) for the prompt's; None asks for none. The worker fills `ids`, `finish` and `stop_id` as it goes."""
 
     prompt_ids: list[int]
-    params: SamplingParams
-    deliver: Callable[[Event], None]
+    options: GenerationOptions
+    deliver: Callable[[Event], None] = ignore
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
     cancelled: bool = False
-    generated: int = 0
+    ids: list[int] = field(default_factory=list)  # generated tokens, the stop id excluded
+    finish: str | None = None  # "stop" (a stop id) | "length" (max_new_tokens reached)
+    stop_id: int | None = None
+
+    @property
+    def generated(self) -> int:
+        return len(self.ids)
 
 
 class BatchWorker:
@@ -126,6 +142,21 @@ class BatchWorker:
             self._pending.extend(rows)
             self._cond.notify()
 
+    def run_here(self, rows: list[Row]) -> None:
+        """Decode `rows` to the end in the calling thread, with continuous batching among them: the in-process path
+        (chat, eval, RL rollouts, data generation). Errors propagate; not for a worker whose thread was started."""
+        with self._cond:
+            self._pending.extend(rows)
+        try:
+            with torch.no_grad():  # not inference_mode: a training model (RL) must not get inference-only buffers
+                while taken := self._take(wait=False):
+                    self._run(taken)
+        finally:
+            self.active_rows = 0
+            self._current = []
+            with self._cond:
+                self._pending.clear()
+
     def _loop(self) -> None:
         with torch.inference_mode():  # grad mode is per thread: set it in the thread that runs the model
             while (rows := self._take(wait=True)) is not None:
@@ -155,7 +186,7 @@ class BatchWorker:
             width = 0  # longest scored prompt among the taken rows
             while self._pending and len(taken) < room:
                 row = self._pending[0]
-                scored = len(row.prompt_ids) if row.params.prompt_logprobs is not None else 0
+                scored = len(row.prompt_ids) if row.prompt_logprobs is not None else 0
                 if taken and (len(taken) + 1) * max(width, scored) * self.vocab_size > self.score_logits_budget:
                     break
                 self._pending.popleft()
@@ -167,7 +198,11 @@ class BatchWorker:
     def _prefill(self, rows: list[Row]) -> BatchState:
         self.batches += 1
         state, scores = decoding.prefill(
-            self.model, [r.prompt_ids for r in rows], self.pad_id, [r.params for r in rows]
+            self.model,
+            [r.prompt_ids for r in rows],
+            self.pad_id,
+            [r.options.seed for r in rows],
+            [r.prompt_logprobs for r in rows],
         )
         for row, score in zip(rows, scores, strict=True):
             if score is not None:
@@ -186,7 +221,8 @@ class BatchWorker:
             self._current = live
             self.active_rows = len(live)
             self.max_rows_seen = max(self.max_rows_seen, len(live))
-            tokens = decoding.sample(state.logits, [r.params for r in live], state.generators)
+            histories = [r.prompt_ids + r.ids if r.options.repetition_penalty != 1.0 else [] for r in live]
+            tokens = decoding.sample(state.logits, [r.options for r in live], state.generators, histories)
             logprobs = self._logprobs(live, state, tokens)
             keep = [
                 i
@@ -205,9 +241,9 @@ class BatchWorker:
     def _logprobs(live: list[Row], state: BatchState, tokens: torch.Tensor) -> list[TokenLogprob | None]:
         """The chosen tokens' log-probabilities for the rows that asked for them (one batched log-softmax)."""
         out: list[TokenLogprob | None] = [None] * len(live)
-        wanted = [i for i, row in enumerate(live) if row.params.logprobs is not None and row.params.max_tokens]
+        wanted = [i for i, row in enumerate(live) if row.logprobs is not None and row.options.max_new_tokens]
         if wanted:
-            tops = [live[i].params.logprobs or 0 for i in wanted]
+            tops = [live[i].logprobs or 0 for i in wanted]
             for i, logprob in zip(
                 wanted, decoding.token_logprobs(state.logits[wanted], tokens[wanted], tops), strict=True
             ):
@@ -218,20 +254,24 @@ class BatchWorker:
         """Hand the token to its row; False when the row is finished (stop id, budget spent or cancelled)."""
         if row.cancelled:
             return False
-        if row.params.max_tokens == 0:  # scoring only: the prompt was scored in the prefill
-            row.deliver(("done", "length"))
-            return False
-        if token in self.stop_ids:
+        if row.options.max_new_tokens == 0:  # scoring only: the prompt was scored in the prefill
+            return self._finish(row, "length")
+        if token in self.stop_ids:  # the one place a stop id ends a reply, for every generation path
+            row.stop_id = token
             if logprob is not None:
                 row.deliver(("end_token", logprob))
-            row.deliver(("done", "stop"))
-            return False
-        row.generated += 1
+            return self._finish(row, "stop")
+        row.ids.append(token)
         row.deliver(("token", (token, logprob)))
-        if row.generated >= row.params.max_tokens:
-            row.deliver(("done", "length"))
-            return False
+        if len(row.ids) >= row.options.max_new_tokens:
+            return self._finish(row, "length")
         return True
+
+    @staticmethod
+    def _finish(row: Row, reason: str) -> bool:
+        row.finish = reason
+        row.deliver(("done", reason))
+        return False
 
     def _admit(self, live: list[Row], state: BatchState) -> tuple[list[Row], BatchState | None]:
         """Let waiting rows join the batch between steps (or start a new batch when it has emptied)."""

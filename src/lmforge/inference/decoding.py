@@ -1,10 +1,10 @@
 """One batched decode loop step at a time: left-padded prefill, cached single-token steps, per-row sampling.
 
-The server's batching worker drives these functions itself (instead of `model.generate`) so that every row keeps its
-own sampling settings, seed, stop ids and token budget, rows can leave the batch as soon as they finish, and each
-token can be handed to its request the moment it exists. Prompts are padded on the left and every row gets position
-ids counted from its own first real token, which is what makes a batched greedy row equal the same prompt decoded
-alone (QUALITY C16, E2).
+The batching worker (`batching.py`: the server's thread, and every in-process caller) drives these functions itself
+(instead of `model.generate`) so that every row keeps its own sampling settings, seed, stop ids and token budget,
+rows can leave the batch as soon as they finish, and each token can be handed to its request the moment it exists.
+Prompts are padded on the left and every row gets position ids counted from its own first real token, which is what
+makes a batched greedy row equal the same prompt decoded alone (QUALITY C16, E2).
 """
 
 from __future__ import annotations
@@ -14,27 +14,7 @@ from typing import Any
 
 import torch
 
-from lmforge.inference.engine import pad_left
-
-#: temperatures below this decode greedily (dividing logits by ~1e-38 overflows to inf and NaN probabilities)
-MIN_TEMPERATURE = 1e-5
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Per-row settings; temperature 0 is greedy, `seed` makes sampling reproducible."""
-
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-    logprobs: int | None = None  # None: no log-probabilities; k: each generated token's, with the top k
-    prompt_logprobs: int | None = None  # None: do not score the prompt; k: each prompt token's, with the top k
-
-    def __post_init__(self) -> None:
-        if self.temperature < MIN_TEMPERATURE:
-            object.__setattr__(self, "temperature", 0.0)
+from lmforge.inference.sampling import GenerationOptions
 
 
 @dataclass(frozen=True)
@@ -59,6 +39,14 @@ class BatchState:
     generators: list[torch.Generator | None] = field(default_factory=list)
 
 
+def pad_left(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with every prompt ending at the last column, as decoder-only generation needs."""
+    width = max(len(p) for p in prompts)
+    ids = [[pad_id] * (width - len(p)) + p for p in prompts]
+    mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
+    return torch.tensor(ids), torch.tensor(mask)
+
+
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that start at 0 on each row's first real token (padding columns get 0; they are masked)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -69,12 +57,45 @@ def make_generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(seed % 2**64)  # any int64 (+ choice index)
 
 
+def decoder_model(model: Any) -> Any:
+    """The model the loop calls: a PEFT prompt-learning model's base model, whose virtual tokens `prefill` adds
+    itself (PEFT's own forward would prepend them again at every step and ignores position ids)."""
+    config = getattr(model, "active_peft_config", None)
+    return model.get_base_model() if getattr(config, "is_prompt_learning", False) else model
+
+
+def _virtual_tokens(model: Any, input_ids: torch.Tensor) -> tuple[int, Any, torch.Tensor | None]:
+    """(number of virtual tokens, starting cache, input embeddings) for a batch: PEFT prefix tuning starts from its
+    trained key/value prefix, prompt and p-tuning put their trained embeddings before the prompt's; plain models
+    start from an empty cache."""
+    from transformers import DynamicCache
+
+    config = getattr(model, "active_peft_config", None)
+    if not getattr(config, "is_prompt_learning", False):
+        return 0, DynamicCache(), None
+    rows, virtual = input_ids.shape[0], config.num_virtual_tokens
+    if config.peft_type == "PREFIX_TUNING":
+        return virtual, model.get_prompt(batch_size=rows), None
+    base = model.get_base_model()
+    embeds = base.get_input_embeddings()(input_ids.to(base.device))
+    prompt = model.get_prompt(batch_size=rows).to(embeds.dtype)
+    return virtual, DynamicCache(), torch.cat([prompt, embeds], dim=1)
+
+
 def _forward(
-    model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, logits_to_keep=1
+    model: Any,
+    input_ids: torch.Tensor | None,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    cache: Any,
+    logits_to_keep: int = 1,
+    inputs_embeds: torch.Tensor | None = None,
 ) -> Any:
+    model = decoder_model(model)
     device = model.device
     return model(
-        input_ids=input_ids.to(device),
+        input_ids=None if input_ids is None else input_ids.to(device),
+        inputs_embeds=inputs_embeds,
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
         past_key_values=cache,
@@ -84,30 +105,38 @@ def _forward(
 
 
 def prefill(
-    model: Any, prompts: list[list[int]], pad_id: int, params: list[SamplingParams]
+    model: Any,
+    prompts: list[list[int]],
+    pad_id: int,
+    seeds: list[int | None],
+    prompt_logprobs: list[int | None],
 ) -> tuple[BatchState, list[list[TokenLogprob] | None]]:
     """Run the left-padded prompts through the model once; the state holds the logits for each first token.
 
-    Rows with `prompt_logprobs` also get every prompt token scored from the same forward pass (the logits of the
-    last `width` columns are kept, `width` being the longest scored prompt), so scoring costs no extra pass.
+    Rows with `prompt_logprobs` (k: each prompt token's log-probability with the top k; None: no scoring) get every
+    prompt token scored from the same forward pass (the logits of the last `width` columns are kept, `width` being
+    the longest scored prompt), so scoring costs no extra pass.
     """
-    from transformers import DynamicCache
-
     input_ids, mask = pad_left(prompts, pad_id)
-    positions = positions_from_mask(mask)
-    scored = [len(p) if sp.prompt_logprobs is not None else 0 for p, sp in zip(prompts, params, strict=True)]
+    scored = [len(p) if top is not None else 0 for p, top in zip(prompts, prompt_logprobs, strict=True)]
     width = max(1, *scored)
-    out = _forward(model, input_ids, mask, positions, DynamicCache(), logits_to_keep=width)
+    virtual, cache, embeds = _virtual_tokens(model, input_ids)
+    mask = torch.cat([torch.ones(len(prompts), virtual, dtype=mask.dtype), mask], dim=1)
+    positions = positions_from_mask(mask)
+    if embeds is None:
+        out = _forward(model, input_ids, mask, positions[:, virtual:], cache, logits_to_keep=width)
+    else:
+        out = _forward(model, None, mask, positions, cache, logits_to_keep=width, inputs_embeds=embeds)
     scores = [
-        score_prompt(out.logits[row, width - n :], prompt, sp.prompt_logprobs) if n else None
-        for row, (n, prompt, sp) in enumerate(zip(scored, prompts, params, strict=True))
+        score_prompt(out.logits[row, width - n :], prompt, top) if n else None
+        for row, (n, prompt, top) in enumerate(zip(scored, prompts, prompt_logprobs, strict=True))
     ]
     state = BatchState(
         cache=out.past_key_values,
         attention_mask=mask,
         next_positions=positions[:, -1] + 1,
         logits=out.logits[:, -1].float().cpu(),
-        generators=[make_generator(p.seed) for p in params],
+        generators=[make_generator(seed) for seed in seeds],
     )
     return state, scores
 
@@ -178,25 +207,43 @@ def _cache_device(cache: Any) -> torch.device:
 
 
 def sample(
-    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
+    logits: torch.Tensor,
+    options: list[GenerationOptions],
+    generators: list[torch.Generator | None],
+    histories: list[list[int]] | None = None,
 ) -> torch.Tensor:
-    """The next token of each row: argmax for temperature 0, else top-k / top-p sampling from its own RNG."""
+    """The next token of each row: argmax for temperature 0, else top-k / top-p sampling from its own RNG (the global
+    one for unseeded rows). Rows with a repetition penalty need `histories` (their prompt + reply ids so far)."""
     tokens = logits.argmax(dim=-1)
-    for row, p in enumerate(params):
-        if p.temperature > 0:
-            tokens[row] = _sample_row(logits[row], p, generators[row])
+    for row, o in enumerate(options):
+        if o.greedy and o.repetition_penalty == 1.0:
+            continue
+        scores = logits[row]
+        if o.repetition_penalty != 1.0:
+            scores = penalize_repeats(scores, (histories or [])[row], o.repetition_penalty)
+        tokens[row] = scores.argmax() if o.greedy else _sample_row(scores, o, generators[row])
     return tokens
 
 
-def _sample_row(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    scores = logits / p.temperature
-    if 0 < p.top_k < scores.numel():
-        kth = torch.topk(scores, p.top_k).values[-1]
+def penalize_repeats(scores: torch.Tensor, seen: list[int], penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty as transformers applies it: seen tokens' positive logits divided by `penalty`,
+    negative ones multiplied (a copy; the raw logits still give the reported log-probabilities)."""
+    if not seen:
+        return scores
+    index = torch.tensor(seen, dtype=torch.long)
+    picked = scores[index]
+    return scores.scatter(0, index, torch.where(picked < 0, picked * penalty, picked / penalty))
+
+
+def _sample_row(logits: torch.Tensor, o: GenerationOptions, generator: torch.Generator | None) -> torch.Tensor:
+    scores = logits / o.temperature
+    if 0 < o.top_k < scores.numel():
+        kth = torch.topk(scores, o.top_k).values[-1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
-    if p.top_p < 1.0:
+    if o.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs >= p.top_p  # keeps at least the most likely token
+        outside = sorted_probs.cumsum(-1) - sorted_probs >= o.top_p  # keeps at least the most likely token
         probs = probs.scatter(0, order, sorted_probs.masked_fill(outside, 0.0))
     return torch.multinomial(probs, 1, generator=generator)[0]
 

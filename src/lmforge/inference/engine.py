@@ -1,20 +1,26 @@
 """Generate replies with a trained model, building prompts with the same template code training used.
 
+All decoding, in-process or behind the API, is the batching worker's loop (`batching.py` over `decoding.py`):
+`generate_rows` runs it in the calling thread for chat, eval, RL rollouts and data generation, the server runs it
+in its own thread. One loop means one set of sampling rules (`sampling.GenerationOptions`), one place where a stop id
+ends a reply, and greedy replies that do not depend on the batch (QUALITY C16).
 Prompts come only from `ChatTemplate.encode_prompt`, so the ids the model sees at inference are the ids it was
 trained on (QUALITY C3, C17), and generation stops on every end-of-turn id of the template, not just EOS.
-Batches are padded on the left by us, whatever the tokenizer's padding side, so batched greedy decoding gives the
-same tokens as one prompt at a time (C16).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from lmforge.inference.batching import BatchWorker, Event, Row
+from lmforge.inference.detokenize import TextAssembler
+from lmforge.inference.sampling import GenerationOptions
 from lmforge.models.adapters import (
     attach_adapter,
     check_vocab_covers,
@@ -27,37 +33,38 @@ from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.templates import ChatTemplate, Message, get_template
 from lmforge.utils.errors import ConfigError
 
+__all__ = ["ChatEngine", "Generated", "GenerationOptions", "generate_rows", "load_engine"]
+
 
 @dataclass(frozen=True)
-class GenerationOptions:
-    """Sampling settings; temperature 0 means greedy decoding."""
+class Generated:
+    """One prompt's new tokens (`ids`, without the stop id) and why they ended: `finish` is "stop" (a stop id,
+    `stop_id`) or "length" (max_new_tokens reached)."""
 
-    max_new_tokens: int = 512
-    temperature: float = 0.7
-    top_p: float = 0.9
-    top_k: int = 50
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    ids: list[int]
+    finish: str
+    stop_id: int | None = None
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "repetition_penalty": self.repetition_penalty,
-            "do_sample": self.temperature > 0,
-        }
-        if self.temperature > 0:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-        else:  # keep the model's generation_config sampling defaults from triggering warnings in greedy mode
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
+    @property
+    def ended(self) -> bool:
+        return self.finish == "stop"
 
 
-def pad_left(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) with every prompt ending at the last column, as decoder-only generation needs."""
-    width = max(len(p) for p in prompts)
-    ids = [[pad_id] * (width - len(p)) + p for p in prompts]
-    mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
-    return torch.tensor(ids), torch.tensor(mask)
+def generate_rows(
+    model: Any,
+    prompts: list[list[int]],
+    options: GenerationOptions | Sequence[GenerationOptions],
+    stop_ids: list[int],
+    pad_id: int,
+    max_batch_size: int | None = None,
+) -> list[Generated]:
+    """Decode every prompt in the calling thread (per-prompt options allowed), continuously batched: up to
+    `max_batch_size` rows at once (default: all), rows leaving as they end and waiting ones joining."""
+    per_row = [options] * len(prompts) if isinstance(options, GenerationOptions) else list(options)
+    rows = [Row(p, o) for p, o in zip(prompts, per_row, strict=True)]
+    if rows:
+        BatchWorker(model, pad_id, stop_ids, max_batch_size=max_batch_size or len(rows)).run_here(rows)
+    return [Generated(r.ids, r.finish or "length", r.stop_id) for r in rows]
 
 
 class ChatEngine:
@@ -78,56 +85,55 @@ class ChatEngine:
         (`tools`: the tool definitions as a JSON list, rendered in the template's own tool format)."""
         return self.template.encode_prompt(self.tokenizer, messages, tools)
 
+    def decode(
+        self, prompts: list[list[int]], options: GenerationOptions | Sequence[GenerationOptions]
+    ) -> list[Generated]:
+        """The in-process API: each prompt's new tokens and finish reason, decoded together."""
+        return generate_rows(self.model, prompts, options, self.stop_ids, self.pad_id)
+
     def generate(self, messages: list[Message], options: GenerationOptions) -> str:
         return self.generate_batch([messages], options)[0]
 
     def generate_batch(self, conversations: list[list[Message]], options: GenerationOptions) -> list[str]:
-        """One reply per conversation, generated together in one left-padded batch."""
+        """One reply per conversation, generated together in one batch."""
         replies = self.generate_ids([self.prompt_ids(m) for m in conversations], options)
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in replies]
 
-    @torch.no_grad()
     def generate_ids(self, prompts: list[list[int]], options: GenerationOptions) -> list[list[int]]:
-        """New token ids per prompt, cut before the first stop id."""
-        input_ids, attention_mask = pad_left(prompts, self.pad_id)
-        device = self.model.device
-        out = self.model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **self._kwargs(options)
-        )
-        return [self._until_stop(row.tolist()) for row in out[:, input_ids.shape[1] :]]
+        """New token ids per prompt, without the stop id."""
+        return [g.ids for g in self.decode(prompts, options)]
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
-        """The reply as text pieces while it is generated (transformers' TextIteratorStreamer in a thread)."""
-        from transformers import TextIteratorStreamer
+        return self.stream_ids(self.prompt_ids(messages), options)
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        input_ids = torch.tensor([self.prompt_ids(messages)], device=self.model.device)
-        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer)
+    def stream_ids(self, prompt: list[int], options: GenerationOptions) -> Iterator[str]:
+        """The reply as text pieces while it is generated (the loop runs in a helper thread; closing the iterator
+        early cancels the row)."""
+        events: queue.Queue[Event] = queue.Queue()
+        row = Row(prompt, options, events.put)
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                with torch.no_grad():
-                    self.model.generate(**kwargs, **self._kwargs(options))
+                BatchWorker(self.model, self.pad_id, self.stop_ids, max_batch_size=1).run_here([row])
             except BaseException as exc:  # re-raised in the caller's thread below
                 errors.append(exc)
-                streamer.end()
+                events.put(("error", str(exc)))
 
-        thread = threading.Thread(target=run, daemon=True)
+        thread = threading.Thread(target=run, name="lmforge-stream", daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        text = TextAssembler(self.tokenizer, [])
+        try:
+            while (event := events.get())[0] == "token":
+                if piece := text.add(event[1][0]):
+                    yield piece
+            if event[0] == "done" and (tail := text.finish()):
+                yield tail
+        finally:
+            row.cancelled = True
+            thread.join()
         if errors:
             raise errors[0]
-
-    def _kwargs(self, options: GenerationOptions) -> dict[str, Any]:
-        if options.seed is not None:
-            torch.manual_seed(options.seed)
-        return {**options.generate_kwargs(), "eos_token_id": self.stop_ids, "pad_token_id": self.pad_id}
-
-    def _until_stop(self, ids: list[int]) -> list[int]:
-        stops = set(self.stop_ids)
-        return next((ids[:i] for i, t in enumerate(ids) if t in stops), ids)
 
 
 def load_engine(
@@ -136,11 +142,12 @@ def load_engine(
     template: str = "auto",
     dtype: str = "auto",
     allow_unsafe_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> ChatEngine:
     """Model folder (+ optional adapter folder, whose tokenizer wins when it has one) ready to chat."""
-    tokenizer = load_plain_tokenizer(tokenizer_source(model, adapter))
+    tokenizer = load_plain_tokenizer(tokenizer_source(model, adapter), trust_remote_code)
     chat_template = get_template(template, tokenizer)  # `auto` without a chat_template lists the valid names
-    loaded = load_base_model(model, resolve_dtype(dtype), allow_unsafe_pickle)
+    loaded = load_base_model(model, resolve_dtype(dtype), allow_unsafe_pickle, trust_remote_code)
     if adapter:
         qlora = quantized_training(adapter)
         if qlora is not None:  # the adapter was trained on dequant(quant(W)): give it those weights, not W

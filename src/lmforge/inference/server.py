@@ -35,9 +35,9 @@ from lmforge.inference.api_schema import (
     parse_body,
 )
 from lmforge.inference.batching import BatchWorker
-from lmforge.inference.decoding import SamplingParams
 from lmforge.inference.engine import ChatEngine
 from lmforge.inference.limits import ServerLimits
+from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import LmforgeError
 
 logger = logging.getLogger(__name__)
@@ -141,18 +141,21 @@ def _add_routes(app: FastAPI, api: _Api) -> None:
         build = api.engine.prompt_ids if use is None else partial(_prompt_with_tools, api.engine, use=use)
         prompt = await _build_prompt(build, messages, api.limits.prompt_timeout_s)
         top = (req.top_logprobs or 0) if req.logprobs else None
-        options = gen.ReplyOptions(logprobs=bool(req.logprobs), tools=use)
-        return await api.generate(request, req, [prompt], req.requested_tokens(), gen.CHAT, options, logprobs=top)
+        options = gen.ReplyOptions(logprobs=bool(req.logprobs), top_logprobs=top, tools=use)
+        return await api.generate(request, req, [prompt], req.requested_tokens(), gen.CHAT, options)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = api.check_model(parse_body(await _read_body(request, api.limits.max_body_bytes), CompletionRequest))
         prompts = await api.completion_prompts(req)
         echo = [_echo_text(api.engine.tokenizer, p, ids) for p, ids in zip(req.prompts(), prompts, strict=True)]
-        options = gen.ReplyOptions(echo=echo if req.echo else None, logprobs=req.logprobs is not None)
-        return await api.generate(
-            request, req, prompts, req.max_tokens, gen.TEXT, options, logprobs=req.logprobs, echo=req.echo
+        options = gen.ReplyOptions(
+            echo=echo if req.echo else None,
+            logprobs=req.logprobs is not None,
+            top_logprobs=req.logprobs,
+            prompt_top_logprobs=req.logprobs if req.echo else None,  # echo + logprobs scores the prompt
         )
+        return await api.generate(request, req, prompts, req.max_tokens, gen.TEXT, options)
 
 
 def _prompt_with_tools(engine: ChatEngine, messages: list[dict[str, Any]], use: tool_calls.ToolUse) -> list[int]:
@@ -248,26 +251,20 @@ class _Api:
         requested: int | None,
         shape: gen.ReplyShape,
         options: gen.ReplyOptions,
-        *,
-        logprobs: int | None = None,
-        echo: bool = False,
     ) -> Response:
-        """Queue one row per (prompt, choice) and answer with the whole reply or a stream.
-
-        `logprobs` (the number of alternatives, None for none) applies to the generated tokens, and to the prompt
-        when it is echoed: that is how a client scores a text (`echo` + `logprobs` + `max_tokens` 0)."""
-        rows, params = [], []
+        """Queue one row per (prompt, choice) and answer with the whole reply or a stream."""
+        rows, per_row = [], []
         for prompt in prompts:
-            choice_params = self.sampling(req, len(prompt), requested, logprobs, logprobs if echo else None)
-            rows += [prompt] * len(choice_params)
-            params += choice_params
+            choices = self.sampling(req, len(prompt), requested)
+            rows += [prompt] * len(choices)
+            per_row += choices
         if len(rows) > self.limits.max_queue:  # could never be queued: a 429 would invite useless retries
             message = f"{len(prompts)} prompts x n={req.n} sequences is over the queue limit ({self.limits.max_queue})"
             raise ApiError(400, message, param="prompt")
         if options.echo is not None:  # one echo text per row (a prompt's n choices each echo it)
             options = replace(options, echo=[text for text in options.echo for _ in range(req.n)])
         prompt_tokens = sum(len(p) for p in prompts)
-        job = gen.Job(self.engine.tokenizer, rows, params, req.stop_list(), prompt_tokens, options)
+        job = gen.Job(self.engine.tokenizer, rows, per_row, req.stop_list(), prompt_tokens, options)
         job.submit(self.worker)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -278,15 +275,9 @@ class _Api:
             )
         return JSONResponse(await _until_done_or_gone(request, job, shape, self.model_name))
 
-    def sampling(
-        self,
-        req: SamplingRequest,
-        prompt_len: int,
-        requested: int | None,
-        logprobs: int | None = None,
-        prompt_logprobs: int | None = None,
-    ) -> list[SamplingParams]:
-        """Per-choice settings after the limit checks (n, stop, max_tokens, context length)."""
+    def sampling(self, req: SamplingRequest, prompt_len: int, requested: int | None) -> list[GenerationOptions]:
+        """Per-choice settings after the limit checks (n, stop, max_tokens, context length); choice i samples with
+        seed + i, so the n choices differ and each repeats."""
         limits = self.limits
         if req.n > limits.max_n:
             raise ApiError(400, f"n must be <= {limits.max_n} (limit max_n), got {req.n}", param="n")
@@ -300,11 +291,7 @@ class _Api:
             message = f"prompt is {prompt_len} tokens, max_tokens {requested}; the context length is {self.context}"
             raise ApiError(400, message, param="messages", code="context_length_exceeded")
         max_tokens = min(limits.default_max_tokens, room) if requested is None else requested
-        seeds = [None if req.seed is None else req.seed + i for i in range(req.n)]
-        return [
-            SamplingParams(max_tokens, req.temperature, req.top_p, req.top_k, seed, logprobs, prompt_logprobs)
-            for seed in seeds
-        ]
+        return [req.options(max_tokens, choice) for choice in range(req.n)]
 
 
 def _is_flat(prompt: Any) -> bool:

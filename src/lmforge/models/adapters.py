@@ -14,7 +14,12 @@ from typing import Any
 import torch
 
 from lmforge.config.schema import ModelConfig
-from lmforge.models.loading import PICKLE_SUFFIXES, check_remote_code, check_safetensors_only
+from lmforge.models.loading import (
+    PICKLE_SUFFIXES,
+    check_remote_code,
+    check_safetensors_only,
+    from_pretrained_checked,
+)
 from lmforge.utils.errors import CheckpointError, ConfigError
 from lmforge.utils.logging import get_logger
 
@@ -53,30 +58,34 @@ def check_weights_files(folder: Path, allow_unsafe_pickle: bool) -> None:
     logger.warning("%s: loading pickle weights %s with weights_only=True", UNSAFE_FLAG, ", ".join(pickles))
 
 
-def load_base_model(path: str, dtype: torch.dtype, allow_unsafe_pickle: bool = False) -> Any:
+def load_base_model(
+    path: str, dtype: torch.dtype, allow_unsafe_pickle: bool = False, trust_remote_code: bool = False
+) -> Any:
     """The causal LM as saved (stock attention, KV cache on), in `dtype`, in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    model_cfg = ModelConfig(name_or_path=path)
+    model_cfg = ModelConfig(name_or_path=path, trust_remote_code=trust_remote_code)
     check_remote_code(model_cfg)
     folder = Path(path).expanduser()
     if folder.is_dir():
         check_weights_files(folder, allow_unsafe_pickle)
     else:
         check_safetensors_only(path)  # hub id: use_safetensors=True restricts the download
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=None if allow_unsafe_pickle else True
+    use_safetensors = None if allow_unsafe_pickle else True
+    model = from_pretrained_checked(
+        AutoModelForCausalLM.from_pretrained, model_cfg, "model", dtype=dtype, use_safetensors=use_safetensors
     )
     model.config.use_cache = True
     return model.eval()
 
 
-def load_plain_tokenizer(path: str) -> Any:
-    """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code."""
+def load_plain_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer exactly as saved (no padding-side or pad changes), refusing custom code unless trusted."""
     from transformers import AutoTokenizer
 
-    check_remote_code(ModelConfig(name_or_path=path))
-    return AutoTokenizer.from_pretrained(path)
+    model_cfg = ModelConfig(name_or_path=path, trust_remote_code=trust_remote_code)
+    check_remote_code(model_cfg)
+    return from_pretrained_checked(AutoTokenizer.from_pretrained, model_cfg, "tokenizer")
 
 
 def tokenizer_source(model_path: str, adapter_path: str | None) -> str:

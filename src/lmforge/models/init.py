@@ -8,6 +8,7 @@ any real model. The same inputs and seed give byte-identical files.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypedDict
@@ -42,6 +43,7 @@ VOCAB_MULTIPLE = 64
 MAX_POSITIONS = 4096
 DEFAULT_CORPUS = ("alpaca_en_demo.json", "c4_demo.jsonl", "wiki_demo.txt")
 TEXT_SUFFIXES = (".json", ".jsonl", ".txt")
+INIT_MARKER = "lmforge_init.json"
 
 
 def init_model(
@@ -52,8 +54,14 @@ def init_model(
     template: str = "chatml",
     seed: int = 0,
     vocab_size: int = 8192,
+    overwrite: bool = False,
 ) -> None:
-    """Train a tokenizer on `corpus`, build a seeded random `arch` model of `size`, save both to `output`."""
+    """Train a tokenizer on `corpus`, build a seeded random `arch` model of `size`, save both to `output`.
+
+    overwrite: replace a folder an earlier init-model wrote (marked by lmforge_init.json); any other non-empty
+    folder is refused, so a trained model is never replaced by random weights."""
+    out = Path(output)
+    check_init_destination(out, overwrite)
     if size not in SIZES:
         raise ConfigError(f"unknown model size {size!r}; valid sizes: {', '.join(SIZES)}")
     chat_template = get_template(template, None)
@@ -62,13 +70,24 @@ def init_model(
     model.generation_config.eos_token_id = chat_template.stop_token_ids(tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)  # checked above: an earlier init-model output
+    out.mkdir(parents=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    marker = {"arch": arch, "size": size, "template": template, "seed": seed, "vocab_size": vocab_size}
+    (out / INIT_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
     check_reloads_identically(out, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("wrote %s: %s %s, %d params, vocab %d", out, arch, size, n_params, len(tokenizer))
+
+
+def check_init_destination(out: Path, overwrite: bool) -> None:
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir() or not overwrite or not (out / INIT_MARKER).is_file():
+        what = "pass --overwrite to replace it" if (out / INIT_MARKER).is_file() else "it was not made by init-model"
+        raise ConfigError(f"--output {out} exists and is not empty ({what}); nothing was written. Choose a new folder")
 
 
 def default_corpus() -> list[str]:

@@ -22,6 +22,7 @@ from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import meant_as_local_path
 
 logger = get_logger(__name__)
 
@@ -38,7 +39,7 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
     if model_cfg.tokenizer_name_or_path:  # e.g. an extended vocabulary (`lmforge tokenizer extend`)
         model_cfg = dataclasses.replace(model_cfg, name_or_path=model_cfg.tokenizer_name_or_path)
     check_remote_code(model_cfg)
-    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, model_cfg, "tokenizer")
+    tokenizer = from_pretrained_checked(AutoTokenizer.from_pretrained, model_cfg, "tokenizer")
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = _pick_pad_token(tokenizer)
@@ -77,7 +78,7 @@ def load_model(
     dtype = resolve_dtype(model_cfg.dtype)
     quantization = quantization_config(method_cfg, model_cfg)
     head = {} if num_labels is None else {"num_labels": num_labels}
-    model = _from_pretrained(
+    model = from_pretrained_checked(
         (AutoModelForCausalLM if num_labels is None else AutoModelForSequenceClassification).from_pretrained,
         model_cfg,
         "model",
@@ -165,9 +166,8 @@ def check_remote_code(model_cfg: ModelConfig) -> None:
     if not model_cfg.name_or_path:
         raise ConfigError("model.name_or_path is required: a local model folder or a hub id")
     if not _is_local(model_cfg.name_or_path):
-        looks_like_path = model_cfg.name_or_path.startswith(("/", "./", "../", "~"))
-        if looks_like_path:
-            raise ConfigError(f"model.name_or_path: folder {model_cfg.name_or_path!r} does not exist")
+        if meant_as_local_path(model_cfg.name_or_path):
+            raise ConfigError(f"model folder {model_cfg.name_or_path!r} does not exist (and it is not a hub id)")
         return  # a hub id: transformers itself refuses remote code unless trusted (reworded in _from_pretrained)
     folder = Path(os.path.expanduser(model_cfg.name_or_path))
     files = remote_code_files(folder)
@@ -177,7 +177,8 @@ def check_remote_code(model_cfg: ModelConfig) -> None:
     if not model_cfg.trust_remote_code:
         raise ConfigError(
             f"model folder {str(folder)!r} needs custom Python code to load ({names}); lmforge does not run it "
-            "unless you set model.trust_remote_code: true (--trust-remote-code) after reading those files"
+            "unless you pass --trust-remote-code (in a config: model.trust_remote_code: true) after reading those "
+            "files"
         )
     for name in files:
         path = folder / name
@@ -220,7 +221,7 @@ def check_safetensors_only(name_or_path: str) -> None:
     raise ConfigError(f"model folder {str(folder)!r} has no *.safetensors weights")
 
 
-def _from_pretrained(load: Any, model_cfg: ModelConfig, what: str, **kwargs: Any) -> Any:
+def from_pretrained_checked(load: Any, model_cfg: ModelConfig, what: str, **kwargs: Any) -> Any:
     """Call a transformers `from_pretrained`, turning user-caused failures into a `ConfigError`."""
     try:
         return load(
@@ -235,7 +236,8 @@ def _from_pretrained(load: Any, model_cfg: ModelConfig, what: str, **kwargs: Any
             raise
         raise ConfigError(
             f"{what} {model_cfg.name_or_path!r} needs custom Python code from its repository to load; lmforge does "
-            "not run it unless you set model.trust_remote_code: true (--trust-remote-code) after reading that code"
+            "not run it unless you pass --trust-remote-code (in a config: model.trust_remote_code: true) after "
+            "reading that code"
         ) from None
     except OSError as exc:
         if _is_local(model_cfg.name_or_path):

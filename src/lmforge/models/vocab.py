@@ -41,8 +41,14 @@ def read_corpus(files: list[str]) -> Iterator[str]:
         path = Path(name).expanduser()
         if not path.is_file():
             raise ConfigError(f"--corpus: file {name!r} does not exist")
-        with path.open(encoding="utf-8") as handle:
-            yield from (line.rstrip("\n") for line in handle if line.strip())
+        try:
+            with path.open(encoding="utf-8") as handle:
+                yield from (line.rstrip("\n") for line in handle if line.strip())
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"--corpus {name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                f"convert it first, e.g. iconv -f latin1 -t utf-8 {name} > {path.stem}.utf8{path.suffix}"
+            ) from None
 
 
 def load_bpe_json(base: str) -> dict[str, Any]:

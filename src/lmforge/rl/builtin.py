@@ -46,3 +46,35 @@ def length(completion_ids: list[list[int]], target: int) -> list[float]:
 def ended_turn(ended: list[bool]) -> list[float]:
     """1.0 when the completion closed its turn (emitted the template's end-of-turn token) before the limit."""
     return [float(e) for e in ended]
+
+
+def sql_execution_match(
+    completions: list[str],
+    references: list[str | None],
+    messages: list[list[dict]],
+    db_dir: str,
+    timeout_s: float = 5.0,
+) -> list[float | None]:
+    """1.0 when the SQL in the completion returns the gold query's result on every SQLite file of the prompt's
+    database (`text2sql eval`'s EX rules), else 0.0. Prompts come from `lmforge text2sql prepare` (they name
+    their database); the reference is the gold SQL. A gold query that does not run scores None (excluded)."""
+    from lmforge.text2sql.evaluate import ExecSettings, execution_outcome
+    from lmforge.text2sql.extract import extract_sql
+    from lmforge.text2sql.prompts import prompt_db_id
+    from lmforge.text2sql.schema import database_files
+
+    settings = ExecSettings(timeout_s=timeout_s)
+    scores: list[float | None] = []
+    for completion, gold, conversation in zip(completions, references, messages, strict=True):
+        db_id = prompt_db_id(conversation)
+        if gold is None or db_id is None:
+            raise ConfigError(
+                "lmforge.rl.builtin:sql_execution_match needs prompts written by `lmforge text2sql prepare` (they "
+                "start with 'Database DB_ID schema:') and the gold SQL as the reference answer"
+            )
+        files = [str(f) for f in database_files(db_dir, db_id)]
+        if not files:
+            raise ConfigError(f"lmforge.rl.builtin:sql_execution_match: no SQLite file under {db_dir}/{db_id}/")
+        outcome, _ = execution_outcome(gold, extract_sql(completion), files, settings)
+        scores.append(None if outcome == "gold_error" else float(outcome == "correct"))
+    return scores

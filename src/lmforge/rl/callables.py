@@ -73,6 +73,7 @@ class CallableSource:
         self.name = spec.rpartition(":")[2] or spec
         self.takes = check_signature(fn, spec, key, kwargs)
         self.failures: Counter = Counter()
+        self.causes: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, entry: Any, key: str) -> CallableSource:

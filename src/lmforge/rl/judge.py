@@ -29,7 +29,7 @@ class JudgeFailure(Exception):
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+        self.reason, self.detail = reason, detail
 
 
 def check_judge_config(judge: JudgeConfig) -> str | None:
@@ -95,20 +95,12 @@ class JudgeSource:
         self.client = httpx.Client(base_url=judge.base_url.rstrip("/"), headers=headers, timeout=judge.timeout_s)
         self.failures: Counter = Counter()  # reason -> samples given up on (cumulative)
         self.attempt_failures: Counter = Counter()  # reason -> failed attempts, retried or not (cumulative)
+        self.causes: dict[str, str] = {}  # reason -> the latest failure's detail
 
     def score(self, batch: RewardBatch) -> list[float | None]:
         jobs = zip(batch.prompts, batch.completions, batch.references, strict=True)
         with ThreadPoolExecutor(max(1, self.judge.concurrency)) as pool:
             scores = list(pool.map(lambda job: self.score_one(*job), jobs))
-        failed = sum(s is None for s in scores)
-        if failed:
-            logger.warning(
-                "judge: %d of %d samples got no score after %d retries (excluded from the update); totals: %s",
-                failed,
-                len(scores),
-                self.judge.max_retries,
-                dict(self.failures),
-            )
         return scores
 
     def score_one(self, prompt: str, response: str, reference: str | None) -> float | None:
@@ -120,6 +112,7 @@ class JudgeSource:
                 return parse_score(self.request(text), self.judge)
             except JudgeFailure as failure:
                 reason = failure.reason
+                self.causes[reason] = failure.detail
                 self.attempt_failures[reason] += 1
                 logger.debug("judge attempt failed: %s", failure)
         self.failures[reason] += 1
@@ -138,6 +131,8 @@ class JudgeSource:
             response = self.client.post("/chat/completions", json=payload)
         except httpx.HTTPError as exc:
             raise JudgeFailure("http", f"{type(exc).__name__}: {exc}") from None
+        if response.status_code == 404:
+            raise JudgeFailure("model_not_found", self.model_not_found(response))
         if response.status_code != 200:
             raise JudgeFailure("http", f"status {response.status_code}: {response.text[:80]!r}")
         try:
@@ -145,3 +140,15 @@ class JudgeSource:
         except ValueError:
             raise JudgeFailure("malformed", f"response is not JSON: {response.text[:80]!r}") from None
         return reply_text(body)
+
+    def model_not_found(self, response: Any) -> str:
+        """Why a 404 happened, with the model names the endpoint serves (GET /models) when it lists them."""
+        import httpx
+
+        where = f"{self.judge.base_url}/chat/completions answered 404 for rl.judge.model {self.judge.model!r}"
+        try:
+            listed = self.client.get("/models").json()["data"]
+            names = sorted(str(card["id"]) for card in listed)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):  # the endpoint does not list its models
+            return f"{where}: {response.text[:120]!r}"
+        return f"model not found: {where}; the endpoint serves {', '.join(names) or 'no models'}"

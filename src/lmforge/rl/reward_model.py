@@ -25,6 +25,7 @@ class RewardModelSource:
         self.rm = load_reward_model(path)
         self.weight = weight
         self.failures: Counter = Counter()
+        self.causes: dict[str, str] = {}
 
     def score(self, batch: RewardBatch) -> list[float | None]:
         sequences = [self.encode(m, c) for m, c in zip(batch.messages, batch.completions, strict=True)]

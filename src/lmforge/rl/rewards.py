@@ -18,8 +18,11 @@ import torch
 
 from lmforge.config.schema import RLConfig
 from lmforge.templates import ChatTemplate, Message
-from lmforge.utils.errors import ConfigError
+from lmforge.utils.errors import ConfigError, LmforgeError
+from lmforge.utils.logging import get_logger
 from lmforge.utils.registry import Registry
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -51,18 +54,47 @@ class RewardSource(Protocol):
     name: str
     weight: float
     failures: Counter  # reason -> samples this source could not score (cumulative)
+    causes: dict[str, str]  # reason -> the latest detail behind it (e.g. the models a judge endpoint serves)
 
     def score(self, batch: RewardBatch) -> list[float | None]: ...
+
+
+class MissingRewardsError(LmforgeError):
+    """Too many samples of a rollout got no reward: the run would train on almost nothing."""
 
 
 @dataclass
 class RewardResult:
     total: torch.Tensor  # (N,) weighted sum; NaN where any source failed
     per_source: dict[str, torch.Tensor] = field(default_factory=dict)
+    failed: dict[str, Counter] = field(default_factory=dict)  # source -> reason -> samples failed in this batch
 
     @property
     def excluded(self) -> int:
         return int(torch.isnan(self.total).sum())
+
+    def describe_missing(self, sources: list[RewardSource]) -> str:
+        """'judge: 96 model_not_found (the endpoint serves: base)' for every source that failed in this batch."""
+        parts = []
+        for source in sources:
+            for reason, count in self.failed.get(source.name, Counter()).items():
+                cause = source.causes.get(reason)
+                parts.append(f"{source.name}: {count} {reason}" + (f" ({cause})" if cause else ""))
+        return "; ".join(parts) or "no source reported a reason"
+
+
+def check_missing_rewards(result: RewardResult, sources: list[RewardSource], max_fraction: float) -> None:
+    """Warn about every batch with missing rewards; stop once more than `max_fraction` of a batch is missing."""
+    if not result.excluded:
+        return
+    n = len(result.total)
+    message = f"{result.excluded} of {n} rollout samples got no reward: {result.describe_missing(sources)}"
+    if result.excluded / n > max_fraction:
+        raise MissingRewardsError(
+            f"{message}. That is more than rl.max_missing_rewards ({max_fraction:g}) of the batch, so the run "
+            "stopped instead of training on (almost) nothing; fix the reward source (or raise the threshold)."
+        )
+    logger.warning("%s; they are excluded from the update", message)
 
 
 def combine(sources: list[RewardSource], batch: RewardBatch) -> RewardResult:
@@ -70,10 +102,12 @@ def combine(sources: list[RewardSource], batch: RewardBatch) -> RewardResult:
     total = torch.zeros(len(batch), dtype=torch.float32)
     result = RewardResult(total)
     for source in sources:
+        before = Counter(source.failures)
         scores = source.score(batch)
         if len(scores) != len(batch):
             raise ConfigError(f"reward source {source.name}: returned {len(scores)} scores for {len(batch)} samples")
         values = torch.tensor([math.nan if s is None else float(s) for s in scores], dtype=torch.float32)
+        result.failed[source.name] = source.failures - before
         result.per_source[source.name] = values
         result.total = result.total + source.weight * values
     return result

@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lmforge.config.schema import RLConfig
-from lmforge.rl.rewards import RewardBatch, RewardResult, RewardSource, combine
+from lmforge.rl.rewards import RewardBatch, RewardResult, RewardSource, check_missing_rewards, combine
 from lmforge.rl.rollout import Rollout, generate_rollout, sampling_options
 from lmforge.templates import ChatTemplate
 from lmforge.training.sealed_trainer import LmforgeTrainer
@@ -109,6 +109,7 @@ class RolloutTrainer(LmforgeTrainer, ABC):
     def score(self, batch: RewardBatch) -> torch.Tensor:
         """Combined rewards (NaN = excluded), with the missing-EOS penalty and the reward metrics recorded."""
         result: RewardResult = combine(self.reward_sources, batch)
+        check_missing_rewards(result, self.reward_sources, self.rl.max_missing_rewards)
         rewards = result.total
         if self.rl.missing_eos_penalty is not None:
             rewards = rewards - self.rl.missing_eos_penalty * (~torch.tensor(batch.ended)).float()

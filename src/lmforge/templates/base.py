@@ -57,6 +57,8 @@ class Encoded:
     straddling: int = 0
     #: whether the stop token was appended because the format ends the final reply with none (GLM-4)
     appended_stop: bool = False
+    #: whether a message holds special-token text, encoded as text (QUALITY A16)
+    control_text: bool = False
 
     def labels_for(self, replies: Collection[int], train_prompt: bool = False) -> list[int]:
         """Labels training only the replies whose index (0 = first reply) is in `replies`; with `train_prompt`
@@ -115,10 +117,6 @@ class ChatTemplate:
     def eos_token(self) -> str:
         return self.spec.eos_token if self.spec else ""
 
-    @property
-    def supports_tools(self) -> bool:
-        return self.spec.supports_tools if self.spec else "tools" in self.source or "tool_calls" in self.source
-
     def jinja(self) -> str:
         """The Jinja source (stored as the trained tokenizer's chat_template)."""
         return self.source
@@ -134,7 +132,7 @@ class ChatTemplate:
     def _facts_for(self, tokenizer: Any) -> _TokenizerFacts:
         facts = self._facts.get(tokenizer)
         if facts is None:
-            facts = self._facts[tokenizer] = self._learn(tokenizer)
+            facts = self._learn(tokenizer)  # stores itself first: its probe renderings need the context
         return facts
 
     def _learn(self, tokenizer: Any) -> _TokenizerFacts:
@@ -154,8 +152,10 @@ class ChatTemplate:
         ids += self._extra_stop_ids + self._closing_ids(tokenizer, specials)
         if tokenizer.eos_token_id is not None:
             ids.append(tokenizer.eos_token_id)
-        facts.stop_ids = list(dict.fromkeys(ids))
-        facts.stops = tuple(tokenizer.convert_ids_to_tokens(facts.stop_ids))
+        known = [(i, tokenizer.convert_ids_to_tokens(i)) for i in dict.fromkeys(ids)]
+        known = [(i, token) for i, token in known if token is not None]  # a generation config may name other ids
+        facts.stop_ids = [i for i, _ in known]
+        facts.stops = tuple(token for _, token in known)
         eos = tokenizer.eos_token_id
         facts.append_id = eos if eos in facts.stop_ids else (facts.stop_ids[0] if facts.stop_ids else None)
         return facts
@@ -201,33 +201,35 @@ class ChatTemplate:
     def encode_many(self, tokenizer: Any, conversations: Sequence[tuple[list[Message], Tools]]) -> list[Encoded]:
         """`encode` for many conversations, their texts tokenised in one batch."""
         facts = self._facts_for(tokenizer)
-        all_spans: list[list[ReplySpan]] = []
+        located: list[tuple[list[ReplySpan], bool]] = []  # each conversation's reply spans, and whether A16 applies
 
         def rendered() -> Iterator[tuple[str, list[tuple[int, int]]]]:
             for messages, tools in conversations:
                 validate_messages(messages, for_training=True)
                 render = self._renderer(tokenizer, tools)
                 text = render(messages)
-                all_spans.append(locate_replies(text, render, messages, facts.header, facts.stops))
-                yield text, self._protected(tokenizer, text, render, messages)
+                control = has_control_text(tokenizer, messages)
+                located.append((locate_replies(text, render, messages, facts.header, facts.stops), control))
+                yield text, self._protected(tokenizer, text, render, messages) if control else []
 
         tokenized = tokenize_stream(tokenizer, rendered())
-        return [self._encoded(t, spans, facts) for t, spans in zip(tokenized, all_spans, strict=True)]
+        return [
+            self._encoded(t, spans, facts, control) for t, (spans, control) in zip(tokenized, located, strict=True)
+        ]
 
     def encode_prompt(self, tokenizer: Any, messages: list[Message], tools: Tools = None) -> list[int]:
         """Ids for inference: the conversation (ending with a user/tool turn) plus the generation prompt."""
         validate_messages(messages, for_training=False)
         render = self._renderer(tokenizer, tools, add_generation_prompt=True)
         text = render(messages)
-        return tokenize(tokenizer, [text], [self._protected(tokenizer, text, render, messages)])[0].ids
+        protected = self._protected(tokenizer, text, render, messages) if has_control_text(tokenizer, messages) else []
+        return tokenize(tokenizer, [text], [protected])[0].ids
 
     def _renderer(self, tokenizer: Any, tools: Tools, add_generation_prompt: bool = False) -> Any:
         return lambda messages: self.render(tokenizer, messages, tools, add_generation_prompt)
 
     def _protected(self, tokenizer: Any, text: str, render: Any, messages: list[Message]) -> list[tuple[int, int]]:
         """Character spans of the messages whose content holds special-token text (kept as text, A16)."""
-        if not has_control_text(tokenizer, messages):
-            return []
         spans = []
         for k, msg in enumerate(messages):
             if has_control_text(tokenizer, [msg]):
@@ -235,7 +237,7 @@ class ChatTemplate:
                 spans += [region] if region else []
         return spans
 
-    def _encoded(self, tokenized: Tokenized, spans: list[ReplySpan], facts: _TokenizerFacts) -> Encoded:
+    def _encoded(self, tokenized: Tokenized, spans: list[ReplySpan], facts: _TokenizerFacts, control: bool) -> Encoded:
         if not spans:
             raise DataError("the conversation has no assistant reply to train on")
         ranges, straddling = token_ranges(tokenized, [(s.start, s.end) for s in spans], facts.special_ids)
@@ -248,7 +250,7 @@ class ChatTemplate:
         for span, (i, j) in zip(spans, ranges, strict=True):
             if i >= j:
                 raise DataError(f"messages[{span.message_index}]: the assistant reply renders as no tokens")
-        encoded = Encoded(list(ids), [], ranges, straddling, appended)
+        encoded = Encoded(list(ids), [], ranges, straddling, appended, control)
         encoded.labels = encoded.labels_for(range(len(ranges)))
         return encoded
 

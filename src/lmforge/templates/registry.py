@@ -43,12 +43,16 @@ def get_template(name: str, tokenizer: Any, options: dict[str, Any] | None = Non
     """The named template; `auto` is the tokenizer's own Jinja chat template. `options` set template variables
     (e.g. `enable_thinking`, `date_string`)."""
     if name == AUTO:
-        return _auto_template(tokenizer, options)
-    spec = TEMPLATES.get(ALIASES.get(name, name))
-    if spec is None:
-        valid = template_names()
-        raise ConfigError(f"unknown template {name!r}{did_you_mean(name, valid)}; valid names: {', '.join(valid)}")
-    return ChatTemplate(spec.name, spec.jinja, spec=spec, options=options)
+        template = _auto_template(tokenizer, options)
+    else:
+        spec = TEMPLATES.get(ALIASES.get(name, name))
+        if spec is None:
+            valid = template_names()
+            raise ConfigError(f"unknown template {name!r}{did_you_mean(name, valid)}; valid names: {', '.join(valid)}")
+        template = ChatTemplate(spec.name, spec.jinja, spec=spec, options=options)
+    if tokenizer is not None:
+        template.stop_token_ids(tokenizer)  # render the probes now: a broken or hostile template fails before work
+    return template
 
 
 def _auto_template(tokenizer: Any, options: dict[str, Any] | None) -> ChatTemplate:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
+import weakref
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -67,9 +68,20 @@ def _special_pattern(specials: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)))
 
 
+_SPECIALS: weakref.WeakKeyDictionary[Any, tuple[int, dict[str, int]]] = weakref.WeakKeyDictionary()
+
+
 def special_tokens_of(tokenizer: Any) -> dict[str, int]:
-    """Special added tokens (content -> id): the strings that template text may use as control tokens."""
-    return {tok.content: idx for idx, tok in tokenizer.added_tokens_decoder.items() if tok.special}
+    """Special added tokens (content -> id): the strings that template text may use as control tokens.
+
+    Cached per tokenizer (Llama-3 has 256 added tokens; this is asked for every conversation), and rebuilt when
+    the tokenizer's vocabulary grows."""
+    size = len(tokenizer)
+    cached = _SPECIALS.get(tokenizer)
+    if cached is None or cached[0] != size:
+        specials = {tok.content: idx for idx, tok in tokenizer.added_tokens_decoder.items() if tok.special}
+        cached = _SPECIALS[tokenizer] = (size, specials)
+    return cached[1]
 
 
 def has_control_text(tokenizer: Any, messages: list[dict]) -> bool:

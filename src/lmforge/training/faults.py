@@ -8,6 +8,7 @@ Set `LMFORGE_FAULT` to one or more `;`-separated directives:
                                     partial_model    model/adapter weights half written (file truncated)
                                     after_optimizer  optimizer + scheduler written, trainer state not yet
                                     before_marker    every file written, completion marker not yet
+    signal_after_step=17:TERM     send this process SIGTERM (or INT) at the end of step 17 (graceful stop)
 
 SIGKILL (not an exception) is used so that nothing gets a chance to clean up, as with an OOM kill or a pre-empted
 node. This is a test hook, not a feature: when the variable is unset `fault_plan_from_env()` returns None and no
@@ -32,6 +33,7 @@ class FaultPlan:
     kill_after_step: int | None = None
     kill_at_substep: tuple[int, int] | None = None
     kill_during_save: tuple[int, str] | None = None
+    signal_after_step: tuple[int, str] | None = None
 
 
 def _pair(text: str, directive: str) -> tuple[str, str]:
@@ -56,6 +58,11 @@ def parse_fault_plan(spec: str) -> FaultPlan:
             if stage not in SAVE_STAGES:
                 raise ValueError(f"{ENV_VAR}: save stage {stage!r} is not one of {', '.join(SAVE_STAGES)}")
             fields[key] = (int(step), stage)
+        elif key == "signal_after_step":
+            step, name = _pair(value, directive)
+            if name not in ("TERM", "INT"):
+                raise ValueError(f"{ENV_VAR}: signal {name!r} is not TERM or INT")
+            fields[key] = (int(step), name)
         else:
             raise ValueError(f"{ENV_VAR}: unknown directive {directive!r}")
     return FaultPlan(**fields)  # type: ignore[arg-type]
@@ -104,6 +111,8 @@ class FaultCallback(TrainerCallback):
             kill_self()
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.plan.signal_after_step and self.plan.signal_after_step[0] == state.global_step:
+            os.kill(os.getpid(), getattr(signal, f"SIG{self.plan.signal_after_step[1]}"))
         # When this step logs, wait for on_log so the step's log line is on disk first.
         if state.global_step == self.plan.kill_after_step and not control.should_log:
             kill_self()

@@ -80,14 +80,32 @@ def resume_checkpoint(cfg: RunConfig, resume: bool) -> str | None:
     return checkpoint
 
 
-def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
-    """Train (resuming if asked), evaluate (with perplexity when the loss is a likelihood), then write the final
-    model, metrics, trainer state and loss plots."""
+def train_to_the_end(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
+    """Train (resuming if asked) and return the train metrics, logged and saved; a run stopped by a signal ends
+    here with its checkpoint as the result (a "final" model of a cut-short run would mislead)."""
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg, resume))
+    interrupted = trainer.graceful_stop.interruption(trainer.state.global_step, cfg.output_dir)
+    if interrupted is not None:
+        raise interrupted
     metrics = dict(result.metrics)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
-    if trainer.eval_dataset is not None:  # before save_final_model turns the KV cache back on
+    return metrics
+
+
+def wants_final_eval(trainer: LmforgeTrainer, cfg: RunConfig) -> bool:
+    """An evaluation split exists and the user did not switch evaluation off (`train.eval_strategy: no`).
+
+    TrainingArguments' own default is also "no", which only means no evaluation during training: a run with a
+    validation split and no eval_strategy still gets its final evaluation."""
+    return trainer.eval_dataset is not None and str(cfg.train.get("eval_strategy", "")).lower() != "no"
+
+
+def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
+    """Train (resuming if asked), evaluate (with perplexity when the loss is a likelihood), then write the final
+    model, metrics, trainer state and loss plots."""
+    metrics = train_to_the_end(trainer, cfg, resume)
+    if wants_final_eval(trainer, cfg):  # before save_final_model turns the KV cache back on
         eval_metrics = trainer.evaluate()
         if trainer.loss_is_likelihood:
             eval_metrics = add_perplexity(eval_metrics)

@@ -17,17 +17,29 @@ import yaml
 
 from lmforge.config.loading import config_to_dict
 from lmforge.config.schema import RunConfig
+from lmforge.data.report import BAD_ROWS_FILE
 from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint
 from lmforge.utils.errors import CheckpointError
 from lmforge.utils.logging import get_logger
+from lmforge.utils.paths import ensure_writable_dir, entry_names, listing, overlaps
 
 logger = get_logger(__name__)
 
 SNAPSHOT = "lmforge_config.yaml"
 RUN_INFO = "lmforge_run.json"
+# What a run writes before training starts: a run that failed at start-up leaves only these, and they are cleared
+# rather than blocking the corrected rerun as "not empty".
+STARTUP_FILES = frozenset({SNAPSHOT, RUN_INFO, BAD_ROWS_FILE})
 # Sections compared in full on resume, except for keys that cannot change the training trajectory.
 _COMPARED_SECTIONS = ("model", "data", "method", "pref")
-_FREE_KEYS = {"data.num_proc", "data.cache_dir", "data.overwrite_cache", "data.on_bad_row", "data.encoding"}
+_FREE_KEYS = {
+    "data.num_proc",
+    "data.cache_dir",
+    "data.overwrite_cache",
+    "data.on_bad_row",
+    "data.encoding",
+    "data.max_line_bytes",
+}
 _COMPARED_TRAIN_KEYS = (
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
@@ -90,8 +102,9 @@ def check_resume_compatible(cfg: RunConfig, world_size: int, force: bool = False
 
 
 def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume: bool = False) -> None:
-    """Read-only checks every rank runs before anything is written."""
+    """Checks every rank runs before anything is written (only an empty output_dir may be created)."""
     out = Path(cfg.output_dir)
+    ensure_writable_dir(out, "train.output_dir")
     if resume:
         if find_resume_checkpoint(out, verify=False) is None:
             raise CheckpointError(
@@ -100,18 +113,53 @@ def check_output_dir(cfg: RunConfig, resume: bool, world_size: int, force_resume
             )
         check_resume_compatible(cfg, world_size, force=force_resume)
         return
-    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-    if entries and not cfg.train.get("overwrite_output_dir"):
+    shown = listing(out) if out.is_dir() and not failed_at_startup(out) else ""
+    if shown and not cfg.train.get("overwrite_output_dir"):
         raise CheckpointError(
             f"train.output_dir {out} is not empty ({shown}). To continue that run pass --resume; to start over in it "
             "set train.overwrite_output_dir=true (the previous run's outputs are deleted); or choose another "
             "train.output_dir."
         )
-    if entries and not (out / RUN_INFO).is_file():
+    if shown and not (out / RUN_INFO).is_file():
         raise CheckpointError(
             f"train.output_dir {out} is not empty ({shown}) and holds no previous lmforge run ({RUN_INFO}); "
             "overwrite_output_dir only clears lmforge run folders. Choose an empty or new train.output_dir."
+        )
+    if shown:
+        check_inputs_survive_overwrite(cfg)
+
+
+def failed_at_startup(out: Path) -> bool:
+    """The folder holds nothing but what an earlier run wrote before it failed at start-up."""
+    return entry_names(out) <= STARTUP_FILES
+
+
+def input_paths(cfg: RunConfig) -> dict[str, str]:
+    """Every config value naming something the run reads: {dotted key: path}."""
+    named = {
+        "model.name_or_path": cfg.model.name_or_path,
+        "model.adapter_name_or_path": cfg.model.adapter_name_or_path,
+        "model.tokenizer_name_or_path": cfg.model.tokenizer_name_or_path,
+        "pref.reference_model": cfg.pref.reference_model,
+        "rl.reward_model": cfg.rl.reward_model,
+        "data.catalog": cfg.data.catalog,
+        "data.dataset_dir": cfg.data.dataset_dir,
+    }
+    for key in ("datasets", "eval_datasets"):
+        for i, entry in enumerate(getattr(cfg.data, key)):
+            if isinstance(entry, dict) and entry.get("path"):
+                named[f"data.{key}[{i}].path"] = str(entry["path"])
+    return {key: value for key, value in named.items() if value}
+
+
+def check_inputs_survive_overwrite(cfg: RunConfig) -> None:
+    """overwrite_output_dir deletes the folder's contents first: refuse when the run would delete its own inputs
+    (e.g. continuing training from runs/x into runs/x)."""
+    hit = [f"{key}={path}" for key, path in input_paths(cfg).items() if overlaps(path, cfg.output_dir)]
+    if hit:
+        raise CheckpointError(
+            f"train.overwrite_output_dir would delete {cfg.output_dir}, which holds this run's input "
+            f"({', '.join(hit)}); nothing was deleted. Write the new run to another train.output_dir."
         )
 
 
@@ -134,7 +182,11 @@ def prepare_output_dir(cfg: RunConfig, resume: bool, world_size: int) -> None:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean_staging_dirs(out)
-    if not resume and cfg.train.get("overwrite_output_dir"):
+    if not resume and failed_at_startup(out):
+        for path in out.iterdir():
+            logger.info("removing %s, left by a run that failed before training started", path)
+            path.unlink()
+    elif not resume and cfg.train.get("overwrite_output_dir"):
         clear_previous_run(out)
     (out / SNAPSHOT).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
     info = {"world_size": world_size, "resume_fingerprint": resume_fingerprint(cfg, world_size)}

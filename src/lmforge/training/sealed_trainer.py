@@ -4,8 +4,9 @@ Why a subclass: `Trainer._save_checkpoint` writes `checkpoint-N/` in place, file
 checkpoints (`save_total_limit`) by globbing `checkpoint-*`. There is no completion marker, so a crash mid-save leaves
 a half-written folder that `resume_from_checkpoint=True` happily picks as the newest, and rotation may already have
 deleted the last good one. No callback runs between the writes, so the only hook is overriding this method. We keep
-Hugging Face's own writers (`save_model`, `_save_optimizer_and_scheduler`, `_save_scaler`, `_save_rng_state`,
-`TrainerState.save_to_json`) and only change where they write and what happens after (see `checkpoints.py`).
+Hugging Face's own writers (`save_model`, `TrainerState.save_to_json`) and only change where they write and what
+happens after (see `checkpoints.py`); the optimizer, scheduler, scaler and RNG state are written without pickle
+(`resume_state.py`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from transformers import Trainer
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import SaveStrategy
 
+from lmforge.training import resume_state
 from lmforge.training.checkpoints import STAGING_SUFFIX, rotate_checkpoints, seal_checkpoint
 from lmforge.training.faults import FaultCallback, FaultPlan, fault_plan_from_env, maybe_kill_during_save
+from lmforge.training.signals import GracefulStop
 
 TRAINER_STATE_NAME = "trainer_state.json"
 
@@ -33,6 +36,8 @@ class LmforgeTrainer(Trainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.graceful_stop = GracefulStop()
+        self.add_callback(self.graceful_stop)
         self.fault_plan: FaultPlan | None = fault_plan_from_env()
         if self.fault_plan is not None:
             self.add_callback(FaultCallback(self.fault_plan))
@@ -57,7 +62,7 @@ class LmforgeTrainer(Trainer):
         if not self.args.save_only_model:
             self._save_optimizer_and_scheduler(str(staging))
             self._save_scaler(str(staging))
-            self._save_rng_state(str(staging))  # every rank writes its own rng_state_<rank>.pth
+            self._save_rng_state(str(staging))  # every rank writes its own rng_state_<rank>
         maybe_kill_during_save(self.fault_plan, step, "after_optimizer", staging)
         if self.args.should_save:
             self._export_callback_states()
@@ -71,6 +76,62 @@ class LmforgeTrainer(Trainer):
                 self._push_from_checkpoint(str(final))
             rotate_checkpoints(run_dir, self.args.save_total_limit, keep=self.state.best_model_checkpoint)
         self.accelerator.wait_for_everyone()
+
+    # --- resume state without pickle (QUALITY D1) ---------------------------------------------------------------
+    def _own_format(self) -> bool:
+        """DeepSpeed and FSDP save and load their sharded state themselves."""
+        return not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self._own_format():
+            super()._save_optimizer_and_scheduler(output_dir)
+            return
+        if self.args.should_save:
+            resume_state.save_state(output_dir, resume_state.OPTIMIZER, self.optimizer.state_dict())
+            resume_state.save_state(output_dir, resume_state.SCHEDULER, self.lr_scheduler.state_dict())
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is None or not self._own_format():
+            super()._load_optimizer_and_scheduler(checkpoint)
+            return
+        resume_state.refuse_pickled_state(checkpoint)
+        device = self.args.device if self.args.world_size > 1 and self.args.device.type != "cpu" else "cpu"
+        optimizer = resume_state.load_state(checkpoint, resume_state.OPTIMIZER, device)
+        if optimizer is not None:
+            self.optimizer.load_state_dict(optimizer)
+            self.lr_scheduler.load_state_dict(resume_state.load_state(checkpoint, resume_state.SCHEDULER))
+
+    def _save_scaler(self, output_dir: str) -> None:
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and self.args.should_save:
+            resume_state.save_state(output_dir, resume_state.SCALER, scaler.state_dict())
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        scaler = getattr(self.accelerator, "scaler", None)
+        state = resume_state.load_state(checkpoint, resume_state.SCALER) if checkpoint and scaler else None
+        if state is not None:
+            scaler.load_state_dict(state)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """As upstream, with the TrainingArguments as JSON instead of the pickle `training_args.bin`."""
+        super()._save(output_dir, state_dict=state_dict)
+        if not self.args.should_save:  # only the writing rank (rank 0) saves, as upstream
+            return
+        folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+        (folder / "training_args.bin").unlink(missing_ok=True)
+        (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
+
+    def _rng_name(self) -> str:
+        return resume_state.RNG if self.args.world_size <= 1 else f"{resume_state.RNG}_{self.args.process_index}"
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        os.makedirs(output_dir, exist_ok=True)  # a rank may get here before rank 0 created the folder
+        resume_state.save_state(output_dir, self._rng_name(), resume_state.rng_state())
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        state = resume_state.load_state(checkpoint, self._rng_name()) if checkpoint else None
+        if state is not None:
+            resume_state.set_rng_state(state)
 
     def _record_best_checkpoint(self, run_dir: Path, step: int) -> None:
         """As upstream: remember the best checkpoint's folder once it exists (the current one counts as existing)."""

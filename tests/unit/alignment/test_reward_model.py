@@ -79,7 +79,7 @@ def test_rm_folder_is_safetensors_only_and_scores_alike_in_lmforge_and_plain_tra
     run_training(load_run(config))
     out = tmp_path / "out"
     weights = {p.name for p in out.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")}
-    assert weights == {"adapter_model.safetensors" if method == "lora" else "model.safetensors", "training_args.bin"}
+    assert weights == {"adapter_model.safetensors" if method == "lora" else "model.safetensors"}  # no pickle (D1)
     reward = load_reward_model(str(out))
     prompt = reward.template.encode_prompt(reward.tokenizer, [{"role": "user", "content": "Item 1: describe it."}])
     sequences = [prompt + reward.tokenizer("sun gold<|im_end|>")["input_ids"], prompt[:-2]]

@@ -69,11 +69,50 @@ def test_valid_config_passes_every_rule() -> None:
             make(model={"dtype": "bfloat16"}, method={"name": "full"}),
             "set train.bf16: true",
         ),
+        (checks.check_training_numbers, make(train={"learning_rate": -1}), r"train\.learning_rate must be >= 0"),
+        (
+            checks.check_training_numbers,
+            make(train={"per_device_train_batch_size": 0}),
+            r"train\.per_device_train_batch_size must be at least 1",
+        ),
+        (checks.check_training_numbers, make(train={"gradient_accumulation_steps": 0}), "at least 1"),
+        (checks.check_training_numbers, make(train={"num_train_epochs": 0}), "num_train_epochs must be > 0"),
+        (checks.check_adapter_numbers, make(method={"lora_rank": 0}), r"method\.lora_rank must be at least 1"),
+        (checks.check_adapter_numbers, make(method={"lora_dropout": 1.0}), r"lora_dropout must be in \[0, 1\)"),
+        (checks.check_loggers_installed, make(train={"report_to": "no_such_tracker_pkg"}), None),
     ],
 )
-def test_rule_rejects_bad_combination(rule, cfg: RunConfig, message: str) -> None:
+def test_rule_rejects_bad_combination(rule, cfg: RunConfig, message: str | None) -> None:
+    if message is None:  # a case the rule must accept (negative control)
+        rule(cfg)
+        return
     with pytest.raises(ConfigError, match=message):
         rule(cfg)
+
+
+def test_a_tracker_that_is_not_installed_is_named_with_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(checks.LOGGER_PACKAGES, "wandb", ("lmforge_no_such_module", "wandb"))
+    for report_to in ("wandb", ["tensorboard", "wandb"]):
+        with pytest.raises(ConfigError, match=r"report_to: wandb needs .*pip install 'lmforge\[wandb\]'"):
+            checks.check_loggers_installed(make(train={"report_to": report_to}))
+    checks.check_loggers_installed(make(train={"report_to": ["tensorboard"]}))
+
+
+def test_bad_numbers_are_refused_before_anything_loads(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """lr -1, batch 0, lora_rank 0 used to surface as tracebacks after data and model load."""
+    from lmforge.cli import main
+
+    for override in ("train.learning_rate=-1", "train.per_device_train_batch_size=0", "method.lora_rank=0"):
+        args = ["train", "model.name_or_path=/nonexistent", "data.datasets=[d]", f"train.output_dir={tmp_path}"]
+        assert main([*args[:1], str(_write(tmp_path)), *args[1:], override]) == 2
+        assert capsys.readouterr().err.startswith("lmforge: error: ")
+    assert list(tmp_path.iterdir()) == [tmp_path / "c.yaml"]
+
+
+def _write(tmp_path) -> object:
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: sft\n")
+    return path
 
 
 def test_every_rule_is_registered() -> None:

@@ -126,3 +126,19 @@ def test_overwrite_output_dir_is_accepted_though_transformers_dropped_it(config_
     assert cfg.train["overwrite_output_dir"] is True
     with pytest.raises(ConfigError, match=r"train\.overwrite_output_dir: expected true or false"):
         load_config(config_file, ["train.overwrite_output_dir=yes please"])
+
+
+@pytest.mark.parametrize("source", ["yaml", "override"])
+def test_strategy_no_survives_yaml_1_1_booleans(tmp_path: Path, config_file: Path, source: str) -> None:
+    """`eval_strategy: no` (as LLaMA-Factory users write it) is YAML 1.1 false; strategy fields read it as "no"."""
+    from lmforge.training.arguments import build_training_arguments
+
+    if source == "yaml":
+        config_file.write_text(ISSUE_EXAMPLE + "  eval_strategy: no\n  save_strategy: no\n")
+        cfg = load_config(config_file, [f"train.output_dir={tmp_path / 'out'}"])
+    else:
+        overrides = ["train.eval_strategy=no", "train.save_strategy=no", f"train.output_dir={tmp_path / 'out'}"]
+        cfg = load_config(config_file, overrides)
+    assert cfg.train["eval_strategy"] == "no" and cfg.train["save_strategy"] == "no"
+    args = build_training_arguments(cfg)
+    assert args.eval_strategy == "no" and args.save_strategy == "no"

@@ -45,3 +45,15 @@ def test_deepspeed_configs_parse(path: Path) -> None:
 
     ds = json.loads(path.read_text())
     assert ds["zero_optimization"]["stage"] in (2, 3)
+
+
+def test_judge_config_header_serves_the_model_name_the_config_sends() -> None:
+    """Followed as its header says, the judge endpoint must answer to rl.judge.model (it once got 96 x 404)."""
+    import shlex
+
+    from lmforge.cli import build_parser
+
+    path = ROOT / "configs/grpo/judge.yaml"
+    serve = next(line for line in path.read_text().splitlines() if line.startswith("#   lmforge serve"))
+    args = build_parser().parse_args(shlex.split(serve.removeprefix("#   lmforge ")))
+    assert args.model_name == load_config(path).rl.judge.model

@@ -120,3 +120,26 @@ def test_overwrite_cache_recomputes(tmp_path, tokenizer, template):
     cfg, _ = _setup(tmp_path)
     build_datasets(cfg, tokenizer, template)
     assert build_datasets(_with_data(cfg, overwrite_cache=True), tokenizer, template).report.cache == "miss"
+
+
+def test_a_strict_run_never_reuses_the_entry_of_a_run_that_skipped_bad_rows(tmp_path, tokenizer, template):
+    from lmforge.utils.errors import DataError
+
+    cfg, path = _setup(tmp_path)
+    path.write_text("".join(json.dumps({"instruction": "q", "output": "a"}) + "\n" for _ in range(4)) + "{bad\n")
+    cfg = _with_data(cfg, datasets=[{"path": str(path), "format": "alpaca", "file_type": "jsonl"}])
+    assert build_datasets(_with_data(cfg, on_bad_row="skip"), tokenizer, template).report.train_rows == 4
+    with pytest.raises(DataError, match="invalid JSON at line 5"):
+        build_datasets(cfg, tokenizer, template)  # on_bad_row: error (the default) must still refuse the file
+
+
+def test_a_damaged_cache_entry_is_named_with_the_fix(tmp_path, tokenizer, template):
+    from lmforge.utils.errors import DataError
+
+    cfg, _ = _setup(tmp_path)
+    build_datasets(cfg, tokenizer, template)
+    for arrow in (tmp_path / "cache").rglob("*.arrow"):
+        arrow.write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"cache entry .* is damaged .*data\.overwrite_cache=true"):
+        build_datasets(cfg, tokenizer, template)
+    assert build_datasets(_with_data(cfg, overwrite_cache=True), tokenizer, template).report.cache == "miss"

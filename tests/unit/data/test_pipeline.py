@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -120,3 +121,23 @@ def test_encoding_error_names_the_failing_row_of_a_batch(tmp_path, tokenizer):
     cfg = make_cfg(tmp_path, [{"path": path, "format": "alpaca"}])
     with pytest.raises(DataError, match=re.escape("row 7 (0-based): cannot encode this conversation")):
         build_datasets(cfg, tokenizer, _RejectsBoom())
+
+
+def test_dropping_many_over_long_examples_warns_with_the_cutoff_that_keeps_95_percent(
+    tmp_path, tokenizer, template, caplog
+):
+    rows = [{"instruction": "q", "output": "a" * n} for n in range(1, 41)]  # answers of 1..40 characters
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(rows))
+    cfg = make_cfg(tmp_path, [{"path": str(path), "format": "alpaca"}], cutoff_len=40)
+    bundle = build_datasets(cfg, tokenizer, template)
+    lengths = sorted(bundle.report.lengths)
+    dropped = sum(n > 40 for n in lengths)
+    assert dropped > 2  # more than 5% dropped
+    expected = lengths[37]  # the 38th of 40 lengths: 95% are at most this
+    assert f"{dropped} of 40 examples" in caplog.text and f"data.cutoff_len: {expected} would keep 95%" in caplog.text
+    caplog.clear()
+    build_datasets(
+        dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, cutoff_len=expected)), tokenizer, template
+    )
+    assert "would keep 95%" not in caplog.text  # negative control: at that cutoff at most 5% are dropped

@@ -60,3 +60,19 @@ def test_multi_process_encoding_is_identical(tmp_path, tokenizer, template):
     single = build_datasets(cfg, tokenizer, template).train.to_list()
     cfg2 = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_proc=2, overwrite_cache=True))
     assert build_datasets(cfg2, tokenizer, template).train.to_list() == single
+
+
+def test_preview_prints_the_report_once_and_writes_nothing_into_output_dir(
+    tmp_path, tokenizer, template, monkeypatch, capsys, caplog
+):
+    monkeypatch.setattr(preview, "_load_tokenizer", lambda cfg: tokenizer)
+    monkeypatch.setattr(lmforge.templates, "get_template", lambda name, tok, options=None: template, raising=False)
+    datasets = _chat_file(tmp_path)
+    with open(datasets[0]["path"], "a") as fh:
+        fh.write("{not json\n")
+    cfg = make_cfg(tmp_path, datasets, on_bad_row="skip")
+    preview.preview_command(cfg, n=1, dump=None)
+    out = capsys.readouterr().out
+    assert out.count("read 6, kept 6") == 1 and "read 6, kept 6" not in caplog.text
+    assert "skipped malformed row: " in out and "chat.jsonl: invalid JSON at line 7" in out
+    assert not (tmp_path / "out").exists()  # a later `train` would refuse it as not empty

@@ -117,3 +117,75 @@ def test_txt_is_one_document_per_line(tmp_path):
 def test_missing_local_file_is_named(tmp_path):
     with pytest.raises(DataError, match="not found"):
         _read(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_utf16_and_utf32_json_lines_load_when_the_encoding_is_set(tmp_path, encoding):
+    """The hint for a UTF-16 file says `set data.encoding: utf-16`; that must then work."""
+    rows = [{"text": "première"}, {"text": "中文 second"}]
+    (tmp_path / "x.jsonl").write_bytes(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(encoding)
+    )
+    with pytest.raises(DataError, match=r"NUL character|cannot decode"):
+        _read(tmp_path / "x.jsonl")  # negative control: read as utf-8
+    assert _read(tmp_path / "x.jsonl", encoding=encoding) == rows
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_a_line_longer_than_max_line_bytes_is_refused_without_reading_it_whole(tmp_path, encoding):
+    from lmforge.data.readers import iter_jsonl
+
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(('{"text": "ok"}\n' + json.dumps({"text": "x" * 5000}) + "\n").encode(encoding))
+    rows = iter_jsonl(path, encoding, "error", [], max_line_bytes=1000)
+    assert next(rows) == {"text": "ok"}
+    with pytest.raises(DataError, match=r"line 2 is longer than data\.max_line_bytes \(1000 bytes\)"):
+        next(rows)
+    assert len(list(iter_jsonl(path, encoding, "error", [], max_line_bytes=20000))) == 2
+
+
+def test_max_line_bytes_defaults_to_64_mib():
+    from lmforge.config.schema import DataConfig
+
+    assert DataConfig().max_line_bytes == 64 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("escaped", "what"),
+    [
+        (r"\ud800", r"lone surrogate \\ud800"),
+        (r"\u0000", r"control character \\u0000"),
+        (r"\u001b", r"control character \\u001b"),
+    ],
+)
+def test_escaped_surrogates_and_control_characters_are_refused_or_skipped_and_counted(tmp_path, escaped, what):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"instruction": "q", "output": "fine"}\n{"instruction": "q", "output": "a' + escaped + 'b"}\n')
+    with pytest.raises(DataError, match=rf"x\.jsonl: line 2: field output: {what} at character 1.*on_bad_row: skip"):
+        _read(path)
+    bad: list = []
+    rows = list(iter_source(str(path), None, encoding="utf-8", on_bad_row="skip", bad_rows=bad))
+    assert rows == [{"instruction": "q", "output": "fine"}]
+    assert [b["line"] for b in bad] == [2]
+
+
+def test_tabs_newlines_and_ordinary_unicode_are_kept(tmp_path):
+    path = tmp_path / "x.jsonl"
+    row = {"text": "a\tb\nc\r\nd — 中文 😀"}
+    path.write_text(json.dumps(row) + "\n")
+    assert _read(path) == [row]
+
+
+def test_form_feed_and_vertical_tab_are_text(tmp_path):
+    """LLaMA-Factory's dpo_en_demo.json holds form feeds: whitespace, not garbage."""
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"text": "page\fbreak\vtab"}) + "\n")
+    assert _read(path) == [{"text": "page\fbreak\vtab"}]
+
+
+@pytest.mark.parametrize("name", ["data/missing.jsonl", "runs/missing", "a/b/c.json"])
+def test_a_missing_local_path_is_not_treated_as_a_hub_id(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(DataError, match=f"dataset file not found: {name}"):
+        _read(name)

@@ -14,7 +14,8 @@ from lmforge.evaluation import choice
 from lmforge.evaluation.benchmarks import Question
 from lmforge.evaluation.config import load_eval_config
 from lmforge.evaluation.runner import run_evaluation
-from lmforge.inference.engine import ChatEngine, pad_left
+from lmforge.inference.decoding import pad_left
+from lmforge.inference.engine import ChatEngine
 from lmforge.templates import get_template
 from lmforge.utils.errors import ConfigError, DataError
 from tests.fixtures.tokenizers import load_fixture_tokenizer

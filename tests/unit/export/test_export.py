@@ -196,13 +196,40 @@ def test_existing_destination_is_refused_unless_overwrite(
     tiny_model_dir: Path, lora_adapter_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "merged"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
+    export_merged(str(tiny_model_dir), str(lora_adapter_dir), str(out))
+    (out / "stale.txt").write_text("x")
     with pytest.raises(ConfigError, match="already exists"):
         export_merged(str(tiny_model_dir), str(lora_adapter_dir), str(out))
-    assert (out / "keep.txt").exists()
+    assert (out / "stale.txt").exists()
     export_merged(str(tiny_model_dir), str(lora_adapter_dir), str(out), dtype="bfloat16", overwrite=True)
-    assert not (out / "keep.txt").exists()
+    assert not (out / "stale.txt").exists()
     meta = json.loads((out / "lmforge_export.json").read_text())
     assert meta["dtype"] == "bfloat16" and meta["verification"]["written_vs_unmerged"] <= 2e-2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_overwrite_leaves_a_folder_that_is_not_an_export_untouched(
+    tiny_model_dir: Path, lora_adapter_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match=r"not an lmforge export.*Nothing was deleted"):
+        export_merged(str(tiny_model_dir), str(lora_adapter_dir), str(out), overwrite=True)
+    assert _contents(out) == {"chapter1.tex": b"years of work"}
+
+
+@pytest.mark.parametrize("flag", ["--model", "--adapter"])
+def test_overwrite_refuses_to_replace_its_own_input(
+    tiny_model_dir: Path, lora_adapter_dir: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tiny_model_dir if flag == "--model" else lora_adapter_dir
+    before = _contents(target)
+    args = ["export", "--model", str(tiny_model_dir), "--adapter", str(lora_adapter_dir)]
+    assert main([*args, "--output", str(target), "--overwrite"]) == 2
+    assert f"overlaps {flag}" in capsys.readouterr().err
+    assert _contents(target) == before

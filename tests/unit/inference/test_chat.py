@@ -72,3 +72,8 @@ def test_interactive_clear_and_exit_through_stdin(tiny_model_dir: Path) -> None:
     assert len(replies) == 2 and replies[0] == replies[1]  # cleared history: same prompt, same greedy reply
     assert "(conversation cleared)" in out
     assert len(replies[0].split("assistant> ", 1)[1]) > 0
+
+
+def test_bad_sampling_option_names_the_option(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--model", str(tiny_model_dir), "--top-p", "0", "--prompt", "x"]) == 2
+    assert "top_p must be in (0, 1], got 0.0" in capsys.readouterr().err

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lmforge.inference.engine import ChatEngine, GenerationOptions, load_engine, pad_left
+from lmforge.inference.decoding import pad_left
+from lmforge.inference.engine import ChatEngine, GenerationOptions, load_engine
 from lmforge.models.adapters import load_base_model
 from lmforge.templates import get_template
 from lmforge.utils.errors import ConfigError
@@ -82,10 +83,17 @@ def test_right_padding_breaks_batched_generation(tiny_model_dir: Path) -> None:
     left_ids, left_mask = pad_left(prompts, engine.pad_id)
     right_ids = torch.stack([torch.cat([r[m.bool()], r[~m.bool()]]) for r, m in zip(left_ids, left_mask, strict=True)])
     right_mask = torch.stack([torch.cat([m[m.bool()], m[~m.bool()]]) for m in left_mask])
-    out = engine.model.generate(input_ids=right_ids, attention_mask=right_mask, **engine._kwargs(GREEDY))[
-        :, right_ids.shape[1] :
-    ]
-    assert [engine._until_stop(r.tolist()) for r in out] != [engine.generate_ids([p], GREEDY)[0] for p in prompts]
+    greedy = {"do_sample": False, "max_new_tokens": GREEDY.max_new_tokens, "temperature": None, "top_p": None}
+    out = engine.model.generate(
+        input_ids=right_ids,
+        attention_mask=right_mask,
+        eos_token_id=engine.stop_ids,
+        pad_token_id=engine.pad_id,
+        **greedy,
+    )[:, right_ids.shape[1] :]
+    stops = set(engine.stop_ids)
+    cut = [next((r[:i] for i, t in enumerate(r) if t in stops), r) for r in out.tolist()]
+    assert cut != [engine.generate_ids([p], GREEDY)[0] for p in prompts]
 
 
 def test_streamed_reply_equals_generated_reply(tiny_model_dir: Path) -> None:

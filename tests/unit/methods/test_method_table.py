@@ -55,8 +55,11 @@ class Case:
 
 
 LORA_NAMES = LAYER + r"(self_attn|mlp)\.\w+_proj\.lora_[AB]\.default\.weight"
+# LoRA and QLoRA train at 1e-2, where the loss falls steadily (by ~0.7-0.8 here). At 5e-2 it jumped about (QLoRA:
+# +0.2 spikes), so whether the 30-step drop cleared 0.3 depended on the CPU's bitsandbytes kernels, not the method.
+STABLE_LORA_LR = 1e-2
 CASES = [
-    Case({"name": "lora", "lora_rank": 4}, LORA_NAMES, 8704, 5e-2),
+    Case({"name": "lora", "lora_rank": 4}, LORA_NAMES, 8704, STABLE_LORA_LR),
     Case(
         {"name": "lora", "lora_rank": 4, "lora_use_dora": True},
         LORA_NAMES[: -len(r"lora_[AB]\.default\.weight")]
@@ -84,7 +87,7 @@ CASES = [
         2 * 2 * 4 * 128 + 512 * 64,
         5e-2,
     ),
-    Case({"name": "qlora", "lora_rank": 4}, LORA_NAMES, 8704, 5e-2),
+    Case({"name": "qlora", "lora_rank": 4}, LORA_NAMES, 8704, STABLE_LORA_LR),
     Case(
         {"name": "loha", "lora_rank": 4}, LAYER + r"(self_attn|mlp)\.\w+_proj\.hada_w[12]_[ab]\.default", 17408, 5e-2
     ),

@@ -96,3 +96,22 @@ def test_a_tokenizer_that_reloads_differently_is_caught(
     monkeypatch.setattr(init, "_set_pre_tokenization", lambda backend, arch: original(backend, "llama"))
     with pytest.raises(RuntimeError, match="encodes differently"):
         _init(tmp_path / "m", corpus, arch="qwen2")
+
+
+def test_existing_model_is_never_replaced_by_random_weights(tmp_path: Path, corpus: list[str]) -> None:
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "model.safetensors").write_bytes(b"trained weights")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match=r"not made by init-model\); nothing was written"):
+            _init(trained, corpus, overwrite=overwrite)
+    assert [p.name for p in trained.iterdir()] == ["model.safetensors"]
+    assert (trained / "model.safetensors").read_bytes() == b"trained weights"
+
+
+def test_overwrite_replaces_an_earlier_init_model_output(tmp_path: Path, corpus: list[str]) -> None:
+    first = (_init(tmp_path / "m", corpus, seed=0) / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="pass --overwrite"):
+        _init(tmp_path / "m", corpus, seed=1)
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == first
+    assert (_init(tmp_path / "m", corpus, seed=1, overwrite=True) / "model.safetensors").read_bytes() != first

@@ -13,7 +13,7 @@ from lmforge.config.schema import JudgeConfig, RLConfig
 from lmforge.rl import builtin
 from lmforge.rl.callables import CallableSource
 from lmforge.rl.judge import JudgeFailure, check_judge_config, parse_score, reply_text
-from lmforge.rl.rewards import RewardBatch, build_reward_sources, combine
+from lmforge.rl.rewards import MissingRewardsError, RewardBatch, build_reward_sources, check_missing_rewards, combine
 from lmforge.utils.errors import ConfigError
 
 
@@ -164,3 +164,38 @@ def test_a_function_taking_no_batch_argument_is_refused_and_one_taking_only_ende
     batch = _batch(["a", "b"])
     batch.ended = [True, False]
     assert ended.score(batch) == [1.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def served_base(tiny_model_dir):
+    """The tiny model behind lmforge's own API app, answering to the name 'base' (as `serve` names a folder)."""
+    from lmforge.inference.engine import load_engine
+    from lmforge.inference.server import create_app
+    from tests.fixtures.server import running_server
+
+    engine = load_engine(str(tiny_model_dir), dtype="float32")
+    with running_server(create_app(engine, model_name="base")) as url:
+        yield url
+
+
+def test_judge_asking_for_a_model_the_endpoint_does_not_serve_names_the_served_models(served_base):
+    from lmforge.rl.judge import JudgeSource
+
+    source = JudgeSource(JudgeConfig(base_url=served_base, model="lmforge", max_retries=0))
+    batch = _batch(["a", "b", "c", "d"])
+    result = combine([source], batch)
+    assert result.excluded == 4 and source.failures == {"model_not_found": 4}
+    assert "the endpoint serves base" in source.causes["model_not_found"]
+    with pytest.raises(MissingRewardsError, match=r"4 of 4 .*judge: 4 model_not_found \(model not found.*'lmforge'"):
+        check_missing_rewards(result, [source], max_fraction=0.5)
+
+
+def test_missing_rewards_below_the_threshold_warn_with_the_cause_and_above_it_stop(caplog):
+    source = CallableSource(lambda completions: [None if c == "x" else 1.0 for c in completions], "m:f", "k", 1, {})
+    one_missing = combine([source], _batch(["x", "b", "c", "d"]))
+    check_missing_rewards(one_missing, [source], max_fraction=0.5)
+    assert "1 of 4 rollout samples got no reward: f: 1 returned_none" in caplog.text
+    check_missing_rewards(combine([source], _batch(["x", "x", "c", "d"])), [source], max_fraction=0.5)  # 50%: warn
+    with pytest.raises(MissingRewardsError, match=r"rl\.max_missing_rewards"):
+        check_missing_rewards(combine([source], _batch(["x", "x", "x", "d"])), [source], max_fraction=0.5)
+    check_missing_rewards(combine([source], _batch(["x"] * 4)), [source], max_fraction=1.0)  # 1 = never stop

@@ -10,11 +10,11 @@ from lmforge.rl.ppo_trainer import adaptive_kl_update, token_rewards
 from lmforge.rl.rollout import assemble
 
 
-def test_assemble_cuts_at_the_first_stop_id_and_keeps_it():
+def test_assemble_pads_completions_and_keeps_the_stop_id():
     prompt = torch.tensor([[9, 5, 6], [5, 6, 7]])
     prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
-    generated = torch.tensor([[11, 2, 12, 9], [13, 14, 15, 16]])  # stop ids {2, 3}; row 2 never stops
-    r = assemble(prompt, prompt_mask, generated, stop_ids=[2, 3], pad_id=9)
+    completions = [[11, 2], [13, 14, 15, 16]]  # row 1 ended on its stop id 2; row 2 hit the token limit
+    r = assemble(prompt, prompt_mask, completions, ended=[True, False], pad_id=9)
     assert r.completion_ids == [[11, 2], [13, 14, 15, 16]]
     assert r.ended.tolist() == [True, False]
     assert r.completion_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]

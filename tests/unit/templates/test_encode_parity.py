@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lmforge.templates import ChatTemplate, Encoded, get_template
+from lmforge.templates.locate import locate_replies
 from lmforge.utils.errors import DataError
 from tests.fixtures.family_tokenizers import REAL_TEMPLATES, SENTENCEPIECE_FAMILIES, load_template_tokenizer
 from tests.unit.templates.cases import CASES, Case
@@ -136,6 +137,29 @@ def test_special_token_text_in_messages_stays_text_as_transformers_sanitizes_it(
     prompt = tokenizer.apply_chat_template(messages[:1], add_generation_prompt=True, **kwargs)
     assert template.encode_prompt(tokenizer, messages[:1]) == prompt
     assert ids != tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)  # negative control
+
+
+@pytest.mark.parametrize("real", list(REAL_TEMPLATES))
+def test_the_verbatim_shortcut_finds_what_the_sentinel_rendering_finds(real: str) -> None:
+    """Replies found verbatim in the rendering skip the second rendering; the spans must be the same."""
+    tokenizer, template = tokenizer_for(real), template_for(real, "named")
+    facts = template._facts_for(tokenizer)
+    compared = 0
+    for case in CASES:
+        try:
+            text = template.render(tokenizer, case.messages, case.tools)
+        except DataError:
+            continue
+        render = lambda messages, tools=case.tools: template.render(tokenizer, messages, tools)  # noqa: E731
+        outcomes = []
+        for shortcut in (True, False):
+            try:
+                outcomes.append(locate_replies(text, render, case.messages, facts.header, facts.stops, shortcut))
+            except DataError as err:
+                outcomes.append(str(err))
+        assert outcomes[0] == outcomes[1], case.id
+        compared += 1
+    assert compared >= 5
 
 
 def test_only_formats_without_an_end_of_reply_token_get_one_appended() -> None:

@@ -136,14 +136,10 @@ def test_runaway_template_rendering_is_bounded(body: str, reason: str):
     """D5: a rendering with nested range(10**5) loops or a huge output stops with an error within about 1 s."""
     tok = load_fixture_tokenizer("qwen")
     tok.chat_template = body + "{% for m in messages %}{{ m.content }}{% endfor %}"
-    template = get_template("auto", tok)
-    messages = [{"role": "user", "content": "hi"}]
     started = time.monotonic()
-    with pytest.raises(DataError, match=reason):
-        template.render(tok, messages)
+    with pytest.raises(DataError, match=reason):  # getting the template renders its probes: it fails right there
+        get_template("auto", tok)
     assert time.monotonic() - started < 1.5  # one rendering: its 1 s budget plus the check interval
-    with pytest.raises(DataError, match=reason):  # and every prompt built from it fails the same way
-        template.encode_prompt(tok, messages)
 
 
 def test_ordinary_ranges_still_render_with_length():

@@ -102,3 +102,45 @@ def test_resume_with_only_logging_changes_is_allowed(tmp_path):
     cfg = make_cfg(tmp_path)
     start_run(cfg)
     check_output_dir(make_cfg(tmp_path, logging_steps=3, save_steps=7, max_steps=100), resume=True, world_size=1)
+
+
+@pytest.mark.parametrize("key", ["name_or_path", "adapter_name_or_path", "tokenizer_name_or_path"])
+def test_overwrite_refuses_to_delete_the_model_it_loads_and_leaves_it_untouched(tmp_path, key):
+    start_run(make_cfg(tmp_path / "x"))
+    (tmp_path / "x" / "model.safetensors").write_bytes(b"the weights")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "x").rglob("*") if p.is_file()}
+    cfg = dataclasses.replace(
+        make_cfg(tmp_path / "x", overwrite_output_dir=True),
+        model=dataclasses.replace(ModelConfig(name_or_path="base"), **{key: str(tmp_path / "x")}),
+    )
+    with pytest.raises(CheckpointError, match=rf"would delete .*model.{key}=.*nothing was deleted"):
+        check_output_dir(cfg, resume=False, world_size=1)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "x").rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_refuses_an_output_dir_that_contains_an_input_dataset(tmp_path):
+    start_run(make_cfg(tmp_path))
+    (tmp_path / "data.jsonl").write_text("{}\n")
+    cfg = dataclasses.replace(
+        make_cfg(tmp_path, overwrite_output_dir=True),
+        data=DataConfig(datasets=[{"path": str(tmp_path / "data.jsonl")}]),
+    )
+    with pytest.raises(CheckpointError, match=r"data.datasets\[0\].path"):
+        check_output_dir(cfg, resume=False, world_size=1)
+    assert (tmp_path / "data.jsonl").read_text() == "{}\n"
+
+
+def test_leftovers_of_a_run_that_failed_at_startup_do_not_block_the_rerun(tmp_path):
+    cfg = make_cfg(tmp_path)
+    check_output_dir(cfg, resume=False, world_size=1)
+    prepare_output_dir(cfg, resume=False, world_size=1)  # ... then the run died loading data or the model
+    (tmp_path / "bad_rows.jsonl").write_text('{"line": 3}\n')
+    check_output_dir(cfg, resume=False, world_size=1)
+    prepare_output_dir(cfg, resume=False, world_size=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lmforge_config.yaml", "lmforge_run.json"]
+
+
+def test_a_run_that_trained_still_blocks_a_fresh_start(tmp_path):
+    start_run(make_cfg(tmp_path))
+    with pytest.raises(CheckpointError, match="not empty"):
+        check_output_dir(make_cfg(tmp_path), resume=False, world_size=1)

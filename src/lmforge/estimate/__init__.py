@@ -1,0 +1,1 @@
+"""`lmforge estimate`: memory and time of a training config, per component with its formula, before it runs."""
