@@ -4,7 +4,7 @@
 #               kept apart so that `make test` never changes what `lmforge` loads (and how fast it starts) in .venv.
 #   make quickstart   install, then build a tiny model, pretrain, LoRA-SFT it and chat (offline; ~40 CPU-min)
 #   make test         install into .venv-test with the test tools, then run the test suite
-#   make lint         ruff check + format check
+#   make lint         ruff check + format check + mypy (type check with the [tool.mypy] config)
 #   make bench        compare against LLaMA-Factory / TRL on the shared benchmark workloads (../shared/bench)
 
 PYTHON   ?= python3
@@ -45,6 +45,7 @@ test: $(TEST_VENV)/.installed-dev
 lint: $(TEST_VENV)/.installed-dev
 	$(TEST_VENV)/bin/ruff check src tests bench examples
 	$(TEST_VENV)/bin/ruff format --check src tests bench examples
+	$(TEST_VENV)/bin/mypy src
 
 format: $(TEST_VENV)/.installed-dev
 	$(TEST_VENV)/bin/ruff format src tests bench examples
@@ -57,7 +58,7 @@ bench: $(VENV)/.installed
 lock:
 	{ echo "# Exact versions tested on CPU (Python 3.11). Install torch first (see Makefile), then: pip install -r requirements/lock.txt"; \
 	  echo "# Regenerate with: make lock"; \
-	  $(PIP) freeze --exclude-editable | grep -viE '^(torch==|pytest|ruff|hypothesis|iniconfig|pluggy|sortedcontainers|py-spy)'; \
+	  $(PIP) freeze --exclude-editable | grep -viE '^(torch==|pytest|ruff|mypy|librt|pathspec|hypothesis|iniconfig|pluggy|sortedcontainers|py-spy)'; \
 	} > requirements/lock.txt
 
 clean:

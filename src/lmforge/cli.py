@@ -199,11 +199,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from lmforge.config.docs import config_reference
+    from lmforge.config.config_reference import config_reference
+    from lmforge.config.stages import STAGE_SPECS
 
     p = sub.add_parser(
         "train",
-        help="run a training stage (pt, sft, rm, dpo, kto, orpo, simpo, ppo, grpo) from a YAML config",
+        help=f"run a training stage ({', '.join(STAGE_SPECS)}) from a YAML config",
         description="Run one training stage from a YAML config with dotted key=value overrides.\n\n"
         "Example:\n  lmforge train configs/sft/lora.yaml train.max_steps=10 data.cutoff_len=256\n\n"
         + config_reference(),
@@ -477,7 +478,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from lmforge.evaluation.docs import eval_reference
+    from lmforge.evaluation.eval_reference import eval_reference
 
     p = sub.add_parser(
         "eval",

@@ -22,12 +22,12 @@ def run_training(cfg: RunConfig, resume: bool = False, force_resume: bool = Fals
     """
     from transformers import set_seed
 
-    from lmforge.stages import STAGES
+    from lmforge.config.stages import stage_spec
     from lmforge.training.arguments import build_training_arguments
     from lmforge.training.run_dir import check_output_dir, prepare_output_dir
 
-    stage_run = STAGES.get(cfg.stage)
-    args = build_training_arguments(cfg)
+    stage_run = stage_spec(cfg.stage).load_run()
+    args = build_training_arguments(cfg)  # the run's one TrainingArguments, handed to the stage
     check_output_dir(cfg, resume, args.world_size, force_resume=force_resume)
     args.distributed_state.wait_for_everyone()  # every rank has checked before the main process writes
     if args.should_save:
@@ -37,7 +37,7 @@ def run_training(cfg: RunConfig, resume: bool = False, force_resume: bool = Fals
     set_seed(args.seed)
     logger.info("stage %s, method %s, output %s%s", cfg.stage, cfg.method.name, cfg.output_dir, " (resume)" * resume)
     try:
-        metrics = stage_run(cfg, resume)
+        metrics = stage_run(cfg, args, resume)
     except (OSError, RuntimeError) as exc:
         message = environment_error(exc, cfg.output_dir)
         if message is None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import lmforge.stages.common as common
+import lmforge.training.run as common
 from lmforge.train import run_training
-from lmforge.training.trainer import LmforgeTrainer
+from lmforge.training.sealed_trainer import LmforgeTrainer
 from tests.integration.runs import final_weights, load, max_weight_diff, step_log, write_alpaca, write_config
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from lmforge.alignment import losses
+from lmforge.alignment import preference_losses as losses
 from lmforge.alignment.batches import collate_kto, collate_pairs, sequence_logps
 from lmforge.alignment.reference import Reference
 from lmforge.config.schema import PreferenceConfig

@@ -7,6 +7,7 @@ import importlib.util
 from collections.abc import Callable
 
 from lmforge.config.schema import DATA_FORMATS, METHODS, PROMPT_METHODS, STAGES, MethodConfig, RunConfig
+from lmforge.config.stages import STAGE_SPECS, stage_spec
 from lmforge.utils.errors import ConfigError, did_you_mean
 
 
@@ -204,12 +205,9 @@ def check_loggers_installed(cfg: RunConfig) -> None:
             )
 
 
-RL_STAGES = ("ppo", "grpo")
-
-
 def check_rl_reward_given(cfg: RunConfig) -> None:
     rl = cfg.rl
-    if cfg.stage in RL_STAGES and not (rl.reward_model or rl.reward_funcs or rl.judge):
+    if stage_spec(cfg.stage).is_online_rl and not (rl.reward_model or rl.reward_funcs or rl.judge):
         raise ConfigError(
             f"stage {cfg.stage} needs a reward: set rl.reward_model (a stage rm output folder), rl.reward_funcs "
             f"(e.g. [lmforge.rl.builtin:exact_match]) or rl.judge (an OpenAI-compatible endpoint)"
@@ -218,7 +216,7 @@ def check_rl_reward_given(cfg: RunConfig) -> None:
 
 def check_rl_sampling(cfg: RunConfig) -> None:
     rl = cfg.rl
-    if cfg.stage not in RL_STAGES:
+    if not stage_spec(cfg.stage).is_online_rl:
         return
     if cfg.stage == "grpo" and rl.num_generations < 2:
         raise ConfigError(f"rl.num_generations must be at least 2 for grpo (the group), got {rl.num_generations}")
@@ -267,8 +265,7 @@ def check_config(cfg: RunConfig) -> None:
         rule(cfg)
 
 
-# --- preference stages (rm, dpo, kto, orpo, simpo) ---
-PREFERENCE_STAGES = ("rm", "dpo", "kto", "orpo", "simpo")
+# --- preference stages (the stage table's pair and kto stages) ---
 _WEIGHT_ADAPTERS = ("lora", "qlora", "loha", "lokr", "adalora", "vera", "ia3", "oft")
 
 
@@ -289,12 +286,17 @@ def check_pref_loss_options(cfg: RunConfig) -> None:
 
 
 def check_reference_options(cfg: RunConfig) -> None:
-    """Only dpo and kto have a reference model; an explicit reference folder replaces the frozen copy of
-    full/freeze (with adapters the reference is the adapter-disabled or SFT-adapter model)."""
+    """Only preference stages with a reference model read pref's reference options; an explicit reference folder
+    replaces the frozen copy of full/freeze (with adapters the reference is the adapter-disabled or SFT-adapter
+    model)."""
     pref = cfg.pref
-    if (pref.precompute_ref_log_probs or pref.reference_model) and cfg.stage not in ("dpo", "kto"):
+    spec = stage_spec(cfg.stage)
+    if (pref.precompute_ref_log_probs or pref.reference_model) and not (
+        spec.is_preference and spec.reference != "none"
+    ):
         key = "precompute_ref_log_probs" if pref.precompute_ref_log_probs else "reference_model"
-        raise ConfigError(f"pref.{key} needs stage dpo or kto (stage {cfg.stage} has no reference model)")
+        with_ref = [s.name for s in STAGE_SPECS.values() if s.is_preference and s.reference != "none"]
+        raise ConfigError(f"pref.{key} needs stage {' or '.join(with_ref)} (stage {cfg.stage} has no reference model)")
     if pref.reference_model and cfg.method.name not in ("full", "freeze"):
         raise ConfigError(
             f"pref.reference_model needs method.name full or freeze; with {cfg.method.name} the reference is the "
@@ -304,7 +306,7 @@ def check_reference_options(cfg: RunConfig) -> None:
 
 def check_preference_batches(cfg: RunConfig) -> None:
     """Preference batches are padding-free pair rows built in memory: no packing, streaming or prompt methods."""
-    if cfg.stage not in PREFERENCE_STAGES:
+    if not stage_spec(cfg.stage).is_preference:
         return
     for key, value in (("data.packing", cfg.data.packing), ("data.streaming", cfg.data.streaming)):
         if value:

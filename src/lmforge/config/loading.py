@@ -92,7 +92,7 @@ def dataset_spec_from_mapping(raw: dict[str, Any], where: str) -> DatasetSpec:
 
 
 def _convert(value: Any, hint: Any, path: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build_dataclass(hint, value, path)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

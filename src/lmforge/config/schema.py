@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-STAGES = ("pt", "sft", "ppo", "grpo", "rm", "dpo", "kto", "orpo", "simpo")
+from lmforge.config.stages import STAGE_SPECS, stages_help
+
+STAGES = tuple(STAGE_SPECS)
 METHODS = (
     "full",
     "freeze",
@@ -267,8 +269,7 @@ class RLConfig:
 class RunConfig:
     stage: str = _f(
         "sft",
-        "Training stage: pt (continued pretraining) | sft (supervised fine-tuning) | rm (reward model) | "
-        "dpo | kto | orpo | simpo (offline preference optimisation) | ppo | grpo (online RL).",
+        f"Training stage: {stages_help()}.",
     )
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

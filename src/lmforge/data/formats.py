@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmforge.config.schema import DataConfig, DatasetSpec
+from lmforge.config.stages import DataKind, stage_spec
 from lmforge.data.readers import iter_source
 from lmforge.utils.errors import DataError
 from lmforge.utils.registry import Registry
@@ -28,10 +29,10 @@ class DropRow(Exception):
 
 @dataclass(frozen=True)
 class Format:
-    """A row shape: default field -> column mapping, required fields, stage it feeds, and its converter."""
+    """A row shape: default field -> column mapping, required fields, the data kind it feeds, its converter."""
 
     name: str
-    stage: str  # "sft" | "pt" | "preference" | "kto" (the last two are recognised but not trainable yet)
+    kind: DataKind  # the stages whose StageSpec.data is this kind read it
     defaults: dict[str, str]
     required: tuple[str, ...]
     convert: Callable[[dict[str, Any], DatasetSpec, dict[str, str]], dict[str, Any]] | None
@@ -61,21 +62,12 @@ def column_mapping(fmt: Format, spec: DatasetSpec) -> dict[str, str]:
     return {**fmt.defaults, **spec.columns}
 
 
-# the kind of rows each training stage reads (Format.stage), where it differs from the stage name
-STAGE_DATA = {"rm": "preference", "dpo": "preference", "orpo": "preference", "simpo": "preference"}
-
-
-def data_kind(stage: str) -> str:
-    """The Format.stage value a training stage reads: rm/dpo/orpo/simpo read preference pairs, kto reads kto."""
-    return STAGE_DATA.get(stage, stage)
-
-
 def effective_format(spec: DatasetSpec, columns: list[str]) -> Format:
     """The spec's format, except that chat-format rows with chosen/rejected columns are preference rows
     (LLaMA-Factory writes `formatting: sharegpt` plus `ranking: true` for them)."""
     fmt = FORMATS.get(spec.format)
     chosen = {spec.columns.get("chosen", "chosen"), spec.columns.get("rejected", "rejected")}
-    if fmt.stage == "sft" and chosen <= set(columns):
+    if fmt.kind == "chat" and chosen <= set(columns):
         return FORMATS.get("preference")
     return fmt
 
@@ -84,10 +76,9 @@ def check_columns(spec: DatasetSpec, columns: list[str], stage: str) -> dict[str
     """Fail before tokenizing when the format does not fit the stage or required columns are missing."""
     fmt = effective_format(spec, columns)
     mapping = column_mapping(fmt, spec)
-    if fmt.stage != data_kind(stage):
-        expected = [
-            f"{f.name} ({', '.join(f.defaults[r] for r in f.required)})" for f in _formats_for(data_kind(stage))
-        ]
+    kind = stage_spec(stage).data
+    if fmt.kind != kind:
+        expected = [f"{f.name} ({', '.join(f.defaults[r] for r in f.required)})" for f in _formats_for(kind)]
         raise DataError(
             f"dataset {spec.name!r}: dataset format {fmt.name} does not match stage {stage}; "
             f"stage {stage} expects fields of: {'; '.join(expected)}"
@@ -103,8 +94,8 @@ def check_columns(spec: DatasetSpec, columns: list[str], stage: str) -> dict[str
     return mapping
 
 
-def _formats_for(stage: str) -> list[Format]:
-    return [FORMATS.get(n) for n in FORMATS if FORMATS.get(n).stage == stage]
+def _formats_for(kind: DataKind) -> list[Format]:
+    return [FORMATS.get(n) for n in FORMATS if FORMATS.get(n).kind == kind]
 
 
 def _text(value: Any, path: str, *, optional: bool = False) -> str:
@@ -319,7 +310,7 @@ FORMATS.register(
     "alpaca",
     Format(
         "alpaca",
-        "sft",
+        "chat",
         {
             "prompt": "instruction",
             "query": "input",
@@ -336,16 +327,16 @@ FORMATS.register(
     "sharegpt",
     Format(
         "sharegpt",
-        "sft",
+        "chat",
         {"messages": "conversations", "system": "system", "tools": "tools"},
         ("messages",),
         convert_sharegpt,
     ),
 )
 FORMATS.register(
-    "openai", Format("openai", "sft", {"messages": "messages", "tools": "tools"}, ("messages",), convert_openai)
+    "openai", Format("openai", "chat", {"messages": "messages", "tools": "tools"}, ("messages",), convert_openai)
 )
-FORMATS.register("text", Format("text", "pt", {"text": "text"}, ("text",), convert_text))
+FORMATS.register("text", Format("text", "text", {"text": "text"}, ("text",), convert_text))
 
 
 def _convert_preference(row: dict[str, Any], spec: DatasetSpec, mapping: dict[str, str]) -> dict[str, Any]:
@@ -364,7 +355,7 @@ FORMATS.register(
     "preference",
     Format(
         "preference",
-        "preference",
+        "pairs",
         {
             "prompt": "prompt",
             "query": "input",

@@ -16,10 +16,6 @@ from lmforge.data.encode import fit_to_cutoff, with_template_counts
 from lmforge.templates import Encoded
 from lmforge.utils.errors import DataError
 
-PAIR_STAGES = ("rm", "dpo", "orpo", "simpo")
-PREFERENCE_STAGES = (*PAIR_STAGES, "kto")
-AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text", "_straddling", "_stop_appended"]
-
 
 def _response_row(encoded: Encoded, prompt_turns: int, data: DataConfig) -> dict[str, Any]:
     """ids of a whole conversation; labels only on the replies after the prompt's `prompt_turns` replies."""
@@ -75,36 +71,6 @@ def encode_kto(examples: list[dict[str, Any]], template: Any, tokenizer: Any, da
         row["prompt_len"] = max(1, min(prompt_len, len(row["input_ids"]) - 1))  # >= 1 id each side after a cut
         rows.append(row)
     return rows
-
-
-def encoded_features(stage: str) -> Any:
-    """datasets Features of encoded preference (pair stages) or KTO rows, aux columns included."""
-    import datasets
-
-    ids = datasets.List(datasets.Value("int32"))
-    aux = {
-        "_drop": datasets.Value("string"),
-        "_truncated": datasets.Value("bool"),
-        "_eos_cut": datasets.Value("bool"),
-        "_length": datasets.Value("int32"),
-        "_control_text": datasets.Value("bool"),
-        "_straddling": datasets.Value("int32"),
-        "_stop_appended": datasets.Value("bool"),
-    }
-    if stage == "kto":
-        columns = {"input_ids": ids, "labels": ids, "kto_label": datasets.Value("bool")}
-        return datasets.Features({**columns, "prompt_len": datasets.Value("int32"), **aux})
-    names = ("chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")
-    return datasets.Features({**{name: ids for name in names}, **aux})
-
-
-def encode_preference_rows(
-    stage: str, convs: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig
-) -> list[dict[str, Any]]:
-    """The encoder of a preference stage (kto: single examples; rm/dpo/orpo/simpo: pairs)."""
-    if stage == "kto":
-        return encode_kto(convs, template, tokenizer, data)
-    return encode_pairs(convs, template, tokenizer, data)
 
 
 def row_sides(row: dict[str, Any]) -> list[tuple[str, dict[str, list[int]]]]:

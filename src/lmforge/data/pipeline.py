@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.config.schema import DataConfig, DatasetSpec, RunConfig
+from lmforge.config.stages import stage_spec
 from lmforge.data import encode
 from lmforge.data.cache import cache_key, default_cache_dir, load_entry, save_entry
 from lmforge.data.catalog import resolve_specs
+from lmforge.data.encoders import AUX_COLUMNS, RowEncoder, encoder_for
 from lmforge.data.formats import iter_conversations
-from lmforge.data.pairwise import PREFERENCE_STAGES, encode_preference_rows, encoded_features
 from lmforge.data.report import BAD_ROWS_FILE, DataReport, DatasetCounts
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
-_AUX = ["_drop", "_truncated", "_eos_cut", "_length", "_control_text", "_straddling", "_stop_appended"]
 
 
 @dataclass
@@ -37,72 +37,42 @@ def data_seed(cfg: RunConfig) -> int:
 
 
 def convert_source(spec: DatasetSpec, data: DataConfig, stage: str, counts: DatasetCounts, bad_rows: list) -> list:
-    """One dataset as conversation dicts (sft) or document texts (pt)."""
+    """One dataset as converted rows: document texts (text kind) or conversation/pair/example dicts."""
     before = len(bad_rows)
-    out = [conv["text"] if stage == "pt" else conv for conv in iter_conversations(spec, data, stage, counts, bad_rows)]
+    text = stage_spec(stage).data == "text"
+    out = [conv["text"] if text else conv for conv in iter_conversations(spec, data, stage, counts, bad_rows)]
     counts.bad_rows = len(bad_rows) - before
     if counts.read == 0:
         raise DataError(f"dataset {spec.name!r} ({spec.path}): no rows to read")
     return out
 
 
-def _encode_fn(stage: str, spec: DatasetSpec, tokenizer: Any, template: Any, data: DataConfig, convs: list):
-    """pt maps document texts; sft maps row numbers into `convs` (conversations have no single Arrow schema, and
-    a JSON round trip per row cost ~5% of the sft preprocessing time)."""
+def _encode_fn(encoder: RowEncoder, spec: DatasetSpec, tokenizer: Any, template: Any, data: DataConfig, rows: list):
+    """A batched map over the `value` column: document texts (text), or row numbers into `rows` (conversations have
+    no single Arrow schema, and a JSON round trip per row cost ~5% of the sft preprocessing time)."""
 
-    def encode_one(value: Any, index: int) -> dict[str, Any]:
-        if stage == "pt":
-            return {"input_ids": encode.encode_document(value, tokenizer)}
-        try:
-            if stage in PREFERENCE_STAGES:
-                return encode_preference_rows(stage, [convs[value]], template, tokenizer, data)[0]
-            return encode.encode_conversation(convs[value], template, tokenizer, data)
-        except DataError as exc:
-            raise DataError(f"dataset {spec.name!r} ({spec.path}), row {index} (0-based): {exc}") from None
+    def converted(values: list) -> list:
+        return [rows[v] for v in values] if encoder.has_aux else values
 
     def encode_rows(values: list, indices: list[int]) -> list[dict[str, Any]]:
-        if stage in PREFERENCE_STAGES:
+        try:
+            return encoder.encode(converted(values), template, tokenizer, data)
+        except DataError:
+            pass  # encode row by row below, so the error names the failing row
+        out = []
+        for value, index in zip(values, indices, strict=True):
             try:
-                return encode_preference_rows(stage, [convs[v] for v in values], template, tokenizer, data)
-            except DataError:
-                pass  # encode row by row below, so the error names the failing row
-        if stage == "sft":
-            try:
-                return encode.encode_conversations([convs[v] for v in values], template, tokenizer, data)
-            except DataError:
-                pass  # encode row by row below, so the error names the failing row
-        return [encode_one(value, index) for value, index in zip(values, indices, strict=True)]
+                out += encoder.encode(converted([value]), template, tokenizer, data)
+            except DataError as exc:
+                raise DataError(f"dataset {spec.name!r} ({spec.path}), row {index} (0-based): {exc}") from None
+        return out
 
-    def encode_batch(values: list[str], indices: list[int]) -> dict[str, list]:
+    def encode_batch(values: list, indices: list[int]) -> dict[str, list]:
         # batched map: one call per batch instead of per row, the cheapest path through datasets.map
         rows = encode_rows(values, indices)
         return {key: [row[key] for row in rows] for key in rows[0]}
 
     return encode_batch
-
-
-def _encoded_features(stage: str) -> Any:
-    """Declared output types, so datasets skips inferring them from millions of Python ints."""
-    import datasets
-
-    if stage in PREFERENCE_STAGES:
-        return encoded_features(stage)
-    ids = datasets.List(datasets.Value("int32"))
-    if stage == "pt":
-        return datasets.Features({"input_ids": ids})
-    return datasets.Features(
-        {
-            "input_ids": ids,
-            "labels": ids,
-            "_drop": datasets.Value("string"),
-            "_truncated": datasets.Value("bool"),
-            "_eos_cut": datasets.Value("bool"),
-            "_length": datasets.Value("int32"),
-            "_control_text": datasets.Value("bool"),
-            "_straddling": datasets.Value("int32"),
-            "_stop_appended": datasets.Value("bool"),
-        }
-    )
 
 
 def encode_source(
@@ -117,18 +87,18 @@ def encode_source(
     """One dataset encoded, its drops counted and removed; lengths before truncation go to the report."""
     import datasets
 
+    encoder = encoder_for(stage_spec(cfg.stage).data)
     values = convert_source(spec, cfg.data, cfg.stage, counts, report.bad_rows)
-    by_index = cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES  # conversations are mapped by row number
-    convs = values if by_index else []
+    by_index = encoder.has_aux  # conversations are mapped by row number
     ds = datasets.Dataset.from_dict({"value": list(range(len(values))) if by_index else values})
     if values:
         ds = ds.map(
-            _encode_fn(cfg.stage, spec, tokenizer, template, cfg.data, convs),
+            _encode_fn(encoder, spec, tokenizer, template, cfg.data, values),
             input_columns="value",
             with_indices=True,
             batched=True,
             batch_size=1000,
-            features=_encoded_features(cfg.stage),
+            features=encoder.features(),
             remove_columns=["value"],
             num_proc=_num_proc(cfg.data, len(values)),
             desc=f"Encoding {spec.name}",
@@ -136,7 +106,7 @@ def encode_source(
             new_fingerprint=f"{key}-{spec.name}",
         )
     if by_index and len(ds):
-        aux = ds.select_columns(_AUX).to_dict()  # plain lists in one go; ds[column] decodes row by row
+        aux = ds.select_columns(AUX_COLUMNS).to_dict()  # plain lists in one go; ds[column] decodes row by row
         drops = aux["_drop"]
         for reason in drops:
             if reason:
@@ -188,10 +158,10 @@ def split_validation(ds: Any, val_size: float, seed: int) -> tuple[Any, Any | No
 
 
 def finish_rows(ds: Any, cfg: RunConfig, report: DataReport, is_train: bool) -> Any:
-    """pt: group into cutoff_len blocks (labels = input_ids). sft: drop helper columns, pack if asked."""
+    """text: group into cutoff_len blocks (labels = input_ids). Others: drop helper columns, pack if asked."""
     import datasets
 
-    if cfg.stage == "pt":
+    if stage_spec(cfg.stage).data == "text":
         blocks = list(encode.group_blocks(ds["input_ids"], cfg.data.cutoff_len))
         tail = len(blocks[-1]) if blocks and len(blocks[-1]) < cfg.data.cutoff_len else 0
         if tail == 1:  # a 1-token block has no target once its first label is masked
@@ -199,7 +169,7 @@ def finish_rows(ds: Any, cfg: RunConfig, report: DataReport, is_train: bool) -> 
         if is_train:
             report.pt_tail_tokens = tail
         return datasets.Dataset.from_dict({"input_ids": blocks, "labels": [list(b) for b in blocks]})
-    ds = ds.remove_columns([c for c in _AUX if c in ds.column_names])
+    ds = ds.remove_columns([c for c in AUX_COLUMNS if c in ds.column_names])
     if not cfg.data.packing:
         return ds
     rows = ds.to_list()
@@ -266,7 +236,7 @@ def build_datasets(cfg: RunConfig, tokenizer: Any, template: Any | None, record:
 
     record: log the report and write skipped rows to train.output_dir (a run); `data preview` prints instead and
     writes nothing."""
-    if (cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES) and template is None:
+    if stage_spec(cfg.stage).needs_template and template is None:
         raise DataError(f"{cfg.stage} needs a chat template to encode conversations")
     specs = resolve_specs(cfg.data.datasets, cfg.data, "data.datasets")
     eval_specs = resolve_specs(cfg.data.eval_datasets, cfg.data, "data.eval_datasets")

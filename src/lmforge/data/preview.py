@@ -11,8 +11,9 @@ from itertools import groupby
 from typing import Any
 
 from lmforge.config.schema import RunConfig
+from lmforge.config.stages import stage_spec
 from lmforge.data.encode import IGNORE_INDEX
-from lmforge.data.pairwise import PREFERENCE_STAGES, row_sides
+from lmforge.data.pairwise import row_sides
 
 _GREEN, _RESET = "\033[32m", "\033[0m"
 
@@ -65,13 +66,14 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
     from lmforge.data.pipeline import build_datasets
 
     tokenizer = _load_tokenizer(cfg)
-    if cfg.stage in ("ppo", "grpo"):  # prompts only: nothing is trained on, the prompts are what gets sampled from
+    spec = stage_spec(cfg.stage)
+    if spec.is_online_rl:  # prompts only: nothing is trained on, the prompts are what gets sampled from
         from lmforge.data.prompts import preview_prompts
 
         preview_prompts(cfg, tokenizer, n, dump)
         return
     template = None
-    if cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES:
+    if spec.needs_template:
         from lmforge.templates import get_template
 
         template = get_template(cfg.data.template, tokenizer, cfg.data.template_options)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lmforge.config.schema import DatasetSpec, RunConfig
+from lmforge.config.stages import stage_spec
 from lmforge.data import encode
 from lmforge.data.formats import iter_conversations
 from lmforge.data.report import DataReport
@@ -21,7 +22,7 @@ def _conversations(spec: DatasetSpec, cfg: RunConfig) -> Iterator[dict[str, Any]
 
 def generate_rows(spec: DatasetSpec, cfg: RunConfig, tokenizer: Any, template: Any) -> Iterator[dict[str, Any]]:
     """Encoded rows of one dataset: sft examples that survive truncation, or pt blocks."""
-    if cfg.stage == "pt":
+    if stage_spec(cfg.stage).data == "text":
         docs = (encode.encode_document(c["text"], tokenizer) for c in _conversations(spec, cfg))
         for block in encode.group_blocks(docs, cfg.data.cutoff_len):
             yield {"input_ids": block, "labels": list(block)}

@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from lmforge.config.schema import RunConfig
+from lmforge.config.stages import stage_spec
 from lmforge.estimate.hardware import DEFAULT_MFU, Device, device, human, parse_bytes
 from lmforge.estimate.memory import PHASES, Component, Plan, memory_components, peak_bytes
 from lmforge.estimate.shape import ModelShape, model_shape
 from lmforge.estimate.timing import flops_per_token, step_seconds
-from lmforge.estimate.tokens import RL_STAGES, TokenStats, token_stats
+from lmforge.estimate.tokens import TokenStats, token_stats
 from lmforge.utils.errors import ConfigError
 
 DEFAULT_BATCH = 8  # TrainingArguments.per_device_train_batch_size default
@@ -134,7 +135,7 @@ def estimate_command(
 def render(inputs: Inputs, parts: list[Component], peak: float, budget: float | None) -> list[str]:
     cfg, shape, tokens, plan = inputs.cfg, inputs.shape, inputs.tokens, inputs.plan
     share = 100 * shape.trainable_params / max(shape.total_params, 1)
-    rows = plan.batch * (cfg.rl.num_generations if cfg.stage in RL_STAGES else 1)
+    rows = plan.batch * (cfg.rl.num_generations if stage_spec(cfg.stage).is_online_rl else 1)
     accum = int(cfg.train.get("gradient_accumulation_steps", 1))
     lines = [
         f"lmforge estimate: {cfg.stage} / {cfg.method.name}, {shape.total_params:,} params "
@@ -161,7 +162,7 @@ def render(inputs: Inputs, parts: list[Component], peak: float, budget: float | 
 
 def time_lines(inputs: Inputs, mfu: float | None = None) -> dict[str, Any]:
     cfg, shape, tokens, plan = inputs.cfg, inputs.shape, inputs.tokens, inputs.plan
-    rows = plan.batch * (cfg.rl.num_generations if cfg.stage in RL_STAGES else 1)
+    rows = plan.batch * (cfg.rl.num_generations if stage_spec(cfg.stage).is_online_rl else 1)
     accum = int(cfg.train.get("gradient_accumulation_steps", 1))
     mean_seq = sum(tokens.lengths) / len(tokens.lengths)
     flops = flops_per_token(cfg, shape, mean_seq)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from lmforge.config.stages import stage_spec
 from lmforge.estimate.command import Inputs, components
 from lmforge.estimate.hardware import human
 from lmforge.estimate.memory import Plan, peak_bytes
@@ -38,7 +39,7 @@ def fit_batch(inputs: Inputs, budget: float) -> tuple[Any, str]:
 def fit_cutoff(inputs: Inputs, budget: float) -> tuple[Any, str]:
     """Largest cutoff_len (a multiple of 64) at which the longest rows, cut there, still fit."""
     lengths = inputs.tokens.lengths
-    if inputs.tokens.padded and inputs.cfg.stage in ("ppo", "grpo"):
+    if inputs.tokens.padded and stage_spec(inputs.cfg.stage).is_online_rl:
         raise ConfigError("--fit cutoff_len: ppo/grpo sequences are prompt + rl.max_new_tokens; fit the batch instead")
     best = 0
     for cutoff in range(64, max(lengths) + 64, 64):

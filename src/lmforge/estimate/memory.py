@@ -20,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge.config.schema import RunConfig
+from lmforge.config.stages import stage_spec
 from lmforge.estimate.hardware import human
 from lmforge.estimate.shape import ModelShape
-from lmforge.estimate.tokens import RL_STAGES, TokenStats
+from lmforge.estimate.tokens import TokenStats
 from lmforge.utils.errors import ConfigError
 
 #: optimizer state bytes per trainable parameter, as a multiple of the parameter's own bytes or absolute
@@ -153,7 +154,7 @@ def memory_components(
                   + (f" / {n} (ZeRO-{stage})" if stage >= 2 else ""), "step")
     )  # fmt: skip
     # --- activations (forward/backward phase)
-    rows = plan.batch * (cfg.rl.num_generations if cfg.stage in RL_STAGES else 1)
+    rows = plan.batch * (cfg.rl.num_generations if stage_spec(cfg.stage).is_online_rl else 1)
     peak_tokens = tokens.peak_tokens(rows)
     per_layer = 7 * h + 2 * kv + 4 * shape.intermediate + shape.adapter_rank_sum
     what = f"7h + 2kv + 4i{' + sum(r)' if shape.adapter_rank_sum else ''} = {per_layer:,}"
@@ -186,7 +187,7 @@ def memory_components(
         out.append(Component("output head gradient", head, "the first gradient of backward, with the activations",
                              "fwd/bwd"))  # fmt: skip
     # --- rollouts
-    if cfg.stage in RL_STAGES:
+    if stage_spec(cfg.stage).is_online_rl:
         longest = tokens.rollout_lengths[0]
         cache = 2 * layers * kv * rows * longest * b
         out.append(
@@ -207,8 +208,7 @@ def needs_reference_copy(cfg: RunConfig) -> bool:
     """A frozen full copy of the policy is held (dpo/kto/ppo/grpo with full or freeze, not precomputed)."""
     if cfg.method.name not in ("full", "freeze"):
         return False
-    if cfg.stage in ("dpo", "kto"):
-        return not cfg.pref.precompute_ref_log_probs
-    if cfg.stage in RL_STAGES:
-        return cfg.stage == "ppo" or cfg.rl.beta > 0
-    return False
+    spec = stage_spec(cfg.stage)
+    if spec.is_preference and cfg.pref.precompute_ref_log_probs:
+        return False
+    return spec.needs_reference(cfg.rl.beta)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge.config.schema import RunConfig
+from lmforge.config.stages import stage_spec
 from lmforge.estimate.shape import ModelShape
 
 
@@ -32,7 +33,8 @@ def flops_per_token(cfg: RunConfig, shape: ModelShape, mean_seq: float) -> Flops
     if cfg.model.gradient_checkpointing:
         total += forward
         parts.append("+ recompute fwd")
-    if cfg.stage in ("dpo", "kto") and not cfg.pref.precompute_ref_log_probs:
+    spec = stage_spec(cfg.stage)
+    if spec.is_preference and spec.reference != "none" and not cfg.pref.precompute_ref_log_probs:
         total += forward
         parts.append("+ reference fwd")
     return Flops(total, ", ".join(parts))

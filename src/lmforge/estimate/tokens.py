@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lmforge.config.schema import PROMPT_METHODS, RunConfig
+from lmforge.config.stages import stage_spec
 from lmforge.data.encode import IGNORE_INDEX
-from lmforge.data.pairwise import PREFERENCE_STAGES, row_sides
-
-RL_STAGES = ("ppo", "grpo")
+from lmforge.data.pairwise import row_sides
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,13 @@ class TokenStats:
 def token_stats(cfg: RunConfig, tokenizer: object) -> TokenStats:
     from lmforge.data.pipeline import build_datasets
 
+    spec = stage_spec(cfg.stage)
     template = None
-    if cfg.stage == "sft" or cfg.stage in PREFERENCE_STAGES or cfg.stage in RL_STAGES:
+    if spec.needs_template:
         from lmforge.templates import get_template
 
         template = get_template(cfg.data.template, tokenizer)
-    if cfg.stage in RL_STAGES:
+    if spec.is_online_rl:
         from lmforge.data.prompts import build_prompt_datasets
 
         prompts = build_prompt_datasets(cfg, tokenizer, template)
@@ -69,5 +69,5 @@ def token_stats(cfg: RunConfig, tokenizer: object) -> TokenStats:
         per_row = [n + cfg.method.prompt_virtual_tokens for n in per_row]
     order = sorted(range(len(per_row)), key=lambda i: -per_row[i])
     # preference batches send only trained positions through the head (alignment/batches.py: logits_to_keep)
-    logits = tuple(trained[i] for i in order) if cfg.stage in PREFERENCE_STAGES else ()
+    logits = tuple(trained[i] for i in order) if spec.is_preference else ()
     return TokenStats(len(per_row), tuple(per_row[i] for i in order), longest, padded, logit_tokens=logits)

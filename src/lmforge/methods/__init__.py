@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.methods import adapters, freeze, full, lora, prompt
-from lmforge.methods.registry import METHODS
+from lmforge.methods import freeze, full, lora, prompt
+from lmforge.methods import peft_adapters as adapters
+from lmforge.methods.method_table import METHODS
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)

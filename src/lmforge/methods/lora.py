@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.methods.registry import peft_task_type
+from lmforge.methods.method_table import peft_task_type
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 
@@ -22,7 +22,13 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CONVERTIBLE_INITS = ("pissa", "olora")
 INITIAL_ADAPTER_ATTR = "_lmforge_initial_adapter"
 # our option value -> PEFT's init_lora_weights (True = PEFT's default: Kaiming A, zero B)
-LORA_INIT = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora", "loftq": "loftq"}
+LORA_INIT: dict[str, Any] = {
+    "default": True,
+    "gaussian": "gaussian",
+    "pissa": "pissa",
+    "olora": "olora",
+    "loftq": "loftq",
+}
 
 
 def prepare(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:
@@ -88,7 +94,7 @@ def lora_config(model: Any, method_cfg: MethodConfig) -> Any:
     return LoraConfig(
         task_type=peft_task_type(model),
         r=method_cfg.lora_rank,
-        lora_alpha=lora_alpha(method_cfg),
+        lora_alpha=lora_alpha(method_cfg),  # type: ignore[arg-type]  # PEFT says int; alpha / r takes any float
         lora_dropout=method_cfg.lora_dropout,
         target_modules=lora_targets(model, method_cfg.lora_target),
         modules_to_save=list(method_cfg.modules_to_save) or None,

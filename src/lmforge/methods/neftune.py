@@ -51,7 +51,7 @@ class NeftuneHook:
         return output + noise
 
 
-def add_neftune(model: nn.Module, alpha: float) -> NeftuneHook:
+def add_neftune(model: Any, alpha: float) -> NeftuneHook:
     """Attach NEFTune to `model` (the object the Trainer calls); returns the hook (its handles live on the model)."""
     hook = NeftuneHook(alpha)
     model.register_forward_pre_hook(hook.capture, with_kwargs=True)

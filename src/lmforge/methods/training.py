@@ -11,7 +11,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from lmforge.config.schema import MethodConfig
-from lmforge.methods.adapters import ADALORA_TFINAL, ADALORA_TINIT
+from lmforge.methods.peft_adapters import ADALORA_TFINAL, ADALORA_TINIT
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 

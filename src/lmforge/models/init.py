@@ -11,7 +11,7 @@ import json
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -22,7 +22,16 @@ from lmforge.utils.logging import get_logger
 logger = get_logger(__name__)
 
 ARCHS = ("llama", "qwen2")
-SIZES: dict[str, dict[str, int]] = {
+
+
+class ModelDims(TypedDict):
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+
+
+SIZES: dict[str, ModelDims] = {
     "tiny": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 688},
     "small": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "intermediate_size": 1376},
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -89,7 +89,7 @@ def dequantized_weights(quantized_model: Any) -> dict[str, torch.Tensor]:
     for name, module in quantized_model.named_modules():
         if isinstance(module, bnb.nn.Linear4bit):
             # in fp32, not the quant state's storage dtype (often bf16), which would round the values again
-            state = copy.copy(module.weight.quant_state)
+            state = copy.copy(cast(Any, module.weight).quant_state)  # a bitsandbytes Params4bit
             state.dtype = torch.float32
             weights[f"{name}.weight"] = bnb.functional.dequantize_4bit(module.weight.data, state).cpu()
         elif isinstance(module, bnb.nn.Linear8bitLt):

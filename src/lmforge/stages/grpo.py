@@ -5,13 +5,15 @@ tokenizer -> template -> prompts -> reward sources -> policy (method) + referenc
 
 from __future__ import annotations
 
+from transformers import TrainingArguments
+
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import train_and_save
+from lmforge.training.run import train_and_save
 
 
-def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
-    from lmforge.rl.grpo import GrpoTrainer
-    from lmforge.rl.setup import build_rl_trainer
+def run(cfg: RunConfig, args: TrainingArguments, resume: bool) -> dict[str, float]:
+    from lmforge.rl.grpo_trainer import GrpoTrainer
+    from lmforge.rl.rollout_setup import build_rl_trainer
 
-    trainer = build_rl_trainer(cfg, GrpoTrainer)
+    trainer = build_rl_trainer(cfg, args, GrpoTrainer)
     return train_and_save(trainer, cfg, resume)

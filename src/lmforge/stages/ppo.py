@@ -6,14 +6,16 @@ tokenizer -> template -> prompts -> reward sources -> policy (method) + value he
 
 from __future__ import annotations
 
+from transformers import TrainingArguments
+
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import train_and_save
+from lmforge.training.run import train_and_save
 
 
-def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
-    from lmforge.rl.ppo import PpoTrainer
-    from lmforge.rl.setup import build_rl_trainer
+def run(cfg: RunConfig, args: TrainingArguments, resume: bool) -> dict[str, float]:
+    from lmforge.rl.ppo_trainer import PpoTrainer
+    from lmforge.rl.rollout_setup import build_rl_trainer
     from lmforge.rl.value import PolicyWithValue
 
-    trainer = build_rl_trainer(cfg, PpoTrainer, wrap=PolicyWithValue)
+    trainer = build_rl_trainer(cfg, args, PpoTrainer, wrap=PolicyWithValue)
     return train_and_save(trainer, cfg, resume)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from transformers import TrainingArguments
+
 from lmforge.config.schema import MethodConfig, RunConfig
+from lmforge.training.run import train_and_save
 
 SCORE_HEAD = "score"
 
@@ -22,8 +25,8 @@ def reward_method(method: MethodConfig) -> MethodConfig:
     return method
 
 
-def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
-    from lmforge.alignment import setup
+def run(cfg: RunConfig, args: TrainingArguments, resume: bool) -> dict[str, float]:
+    from lmforge.alignment import preference_setup as setup
     from lmforge.methods import prepare_model
     from lmforge.models.reward import as_sequence_classifier, load_reward_backbone, write_reward_info
 
@@ -32,8 +35,8 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     model = as_sequence_classifier(prepare_model(model, reward_method(cfg.method), cfg.model))
     objective = setup.make_objective(cfg, None)
 
-    trainer = setup.build_preference_trainer(cfg, model, tokenizer, data, objective)
-    metrics = setup.train_and_save(trainer, cfg, resume)
+    trainer = setup.build_preference_trainer(cfg, args, model, tokenizer, data, objective)
+    metrics = train_and_save(trainer, cfg, resume)
     if trainer.is_world_process_zero():
         write_reward_info(cfg.output_dir, cfg.data.template)
     return metrics

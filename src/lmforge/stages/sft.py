@@ -5,11 +5,13 @@ tokenizer -> template -> datasets -> model -> tuning method -> Trainer -> final 
 
 from __future__ import annotations
 
+from transformers import TrainingArguments
+
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import build_trainer, store_chat_template, train_and_save
+from lmforge.training.run import build_trainer, store_chat_template, train_and_save
 
 
-def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
+def run(cfg: RunConfig, args: TrainingArguments, resume: bool) -> dict[str, float]:
     from lmforge.data.pipeline import build_datasets
     from lmforge.methods import prepare_model
     from lmforge.models.loading import load_model, load_tokenizer
@@ -23,5 +25,5 @@ def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
     model = load_model(cfg.model, tokenizer, cfg.method)
     model = prepare_model(model, cfg.method, cfg.model)  # logs the trainable parameter count
 
-    trainer = build_trainer(cfg, model, tokenizer, data, token_metrics=True)
+    trainer = build_trainer(cfg, args, model, tokenizer, data, token_metrics=True)
     return train_and_save(trainer, cfg, resume)

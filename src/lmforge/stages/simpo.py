@@ -5,10 +5,12 @@ tokenizer -> template -> pairs -> policy -> PreferenceTrainer -> final adapter/m
 
 from __future__ import annotations
 
+from transformers import TrainingArguments
+
 from lmforge.config.schema import RunConfig
 
 
-def run(cfg: RunConfig, resume: bool) -> dict[str, float]:
-    from lmforge.alignment import setup
+def run(cfg: RunConfig, args: TrainingArguments, resume: bool) -> dict[str, float]:
+    from lmforge.alignment import preference_setup as setup
 
-    return setup.run_reference_free(cfg, resume)  # pairs -> policy -> objective of cfg.stage -> trainer
+    return setup.run_reference_free(cfg, args, resume)  # pairs -> policy -> objective of cfg.stage -> trainer

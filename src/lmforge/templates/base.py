@@ -242,9 +242,10 @@ class ChatTemplate:
             raise DataError("the conversation has no assistant reply to train on")
         ranges, straddling = token_ranges(tokenized, [(s.start, s.end) for s in spans], facts.special_ids)
         ids = tokenized.ids
-        appended = spans[-1].needs_stop and facts.append_id is not None
-        if appended:
-            ids = [*ids, facts.append_id]
+        append_id = facts.append_id if spans[-1].needs_stop else None
+        appended = append_id is not None
+        if append_id is not None:
+            ids = [*ids, append_id]
             ranges[-1] = (ranges[-1][0], len(ids))  # through any whitespace the format leaves after the reply
         for span, (i, j) in zip(spans, ranges, strict=True):
             if i >= j:

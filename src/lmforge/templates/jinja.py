@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any
 
 from jinja2 import TemplateError, nodes
 from jinja2.ext import Extension, loopcontrols
@@ -82,7 +82,7 @@ def render_bounded(template: Any, **context: Any) -> str:
 class _GenerationTag(Extension):
     """`{% generation %}...{% endgeneration %}` (transformers' assistant-mask tag) renders its body unchanged."""
 
-    tags: ClassVar[set[str]] = {"generation"}
+    tags = {"generation"}  # noqa: RUF012  (jinja2 declares it a plain class attribute, read per class)
 
     def parse(self, parser: Any) -> Any:
         lineno = next(parser.stream).lineno

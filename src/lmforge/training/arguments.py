@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from lmforge.config.schema import LMFORGE_TRAIN_KEYS, RunConfig
+from lmforge.config.stages import stage_spec
 
 
 def default_logging_steps(train: dict[str, Any]) -> int:
@@ -19,8 +20,12 @@ def default_logging_steps(train: dict[str, Any]) -> int:
 
 
 def token_count_mode(cfg: RunConfig) -> str:
-    """Padding-free batches hold no padding, but their EOS tokens often equal the pad id, which "non_padding"
-    (without an attention_mask) would skip; so count every token there and only masked-in tokens otherwise."""
+    """What the stage's spec says (pair rows: all, rollouts: counted by the trainer); for text and chat batches,
+    padding-free ones hold no padding, but their EOS tokens often equal the pad id, which "non_padding" (without
+    an attention_mask) would skip; so count every token there and only masked-in tokens otherwise."""
+    mode = stage_spec(cfg.stage).token_count
+    if mode != "auto":
+        return mode
     return "all" if cfg.data.padding_free or cfg.data.packing else "non_padding"
 
 

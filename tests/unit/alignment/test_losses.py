@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lmforge.alignment import losses
+from lmforge.alignment import preference_losses as losses
 
 
 def logsig(x: float) -> float:

@@ -9,10 +9,11 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from lmforge.alignment import setup
+from lmforge.alignment import preference_setup as setup
 from lmforge.alignment.batches import collate_pairs, sequence_logps
 from lmforge.alignment.reference import precompute_reference_logps
 from lmforge.train import run_training
+from lmforge.training.arguments import build_training_arguments
 from lmforge.training.callbacks import read_log
 from tests.unit.alignment.helpers import kto_rows, load_run, rule_pairs, write_run
 
@@ -75,7 +76,8 @@ def test_reference_logps_of_a_fixed_batch_never_move(tmp_path, tiny_model_dir, m
     tokenizer, _, data = setup.load_preference_data(cfg)
     model, reference = setup.load_policy(cfg, tokenizer, needs_reference=True)
     objective = setup.make_objective(cfg, reference)
-    trainer = setup.build_preference_trainer(cfg, model, tokenizer, data, objective)
+    args = build_training_arguments(cfg)
+    trainer = setup.build_preference_trainer(cfg, args, model, tokenizer, data, objective)
     recorder = RecordLogps(objective, model, collate_pairs(data.train.select(range(4)).to_list()), {0, 10, 20})
     trainer.add_callback(recorder)
     trainer.train()

@@ -41,8 +41,9 @@ def train_method(
     from lmforge.data.pipeline import build_datasets
     from lmforge.methods import prepare_model
     from lmforge.models.loading import load_model, load_tokenizer
-    from lmforge.stages.common import build_trainer, train_and_save
     from lmforge.templates import get_template
+    from lmforge.training.arguments import build_training_arguments
+    from lmforge.training.run import build_trainer, train_and_save
     from lmforge.training.run_dir import prepare_output_dir
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def train_method(
         tokenizer = load_tokenizer(cfg.model)
         datasets = build_datasets(cfg, tokenizer, get_template(cfg.data.template, tokenizer))
         model = prepare_model(load_model(cfg.model, tokenizer, cfg.method), cfg.method, cfg.model)
-        trainer = build_trainer(cfg, model, tokenizer, datasets, token_metrics=False)
+        trainer = build_trainer(cfg, build_training_arguments(cfg), model, tokenizer, datasets, token_metrics=False)
         train_and_save(trainer, cfg, resume=False)
     finally:
         logging.getLogger("lmforge").removeHandler(handler)

@@ -48,7 +48,7 @@ def test_lock_keeps_bitsandbytes_out_of_the_user_environment() -> None:
     assert "bitsandbytes" not in lock and "bitsandbytes" in (ROOT / "requirements/lock-dev.txt").read_text()
 
 
-def test_ci_runs_exactly_the_readme_test_command() -> None:
+def test_ci_lints_then_runs_exactly_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     setup = readme.split("## Set up", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in setup.strip().splitlines()]
@@ -58,4 +58,4 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
         for line in (ROOT / ".ci/run").read_text().splitlines()
         if line and not line.startswith(("#", "set ", "cd "))
     ]
-    assert ci == ["make test"]
+    assert ci == ["make lint", "make test"]

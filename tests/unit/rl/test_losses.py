@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lmforge.rl.advantages import STD_EPS, gae, group_advantages, whiten
-from lmforge.rl.losses import clipped_surrogate, clipped_value_loss, k3_kl, masked_mean
+from lmforge.rl.policy_losses import clipped_surrogate, clipped_value_loss, k3_kl, masked_mean
 
 
 def test_k3_kl_matches_closed_form_and_is_zero_for_equal_policies():

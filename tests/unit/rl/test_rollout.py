@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmforge.rl.logprobs import completion_logprobs, position_ids_for
-from lmforge.rl.ppo import adaptive_kl_update, token_rewards
+from lmforge.rl.ppo_trainer import adaptive_kl_update, token_rewards
 from lmforge.rl.rollout import assemble
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from lmforge.stages.common import store_chat_template
 from lmforge.templates import get_template
+from lmforge.training.run import store_chat_template
 from tests.fixtures.tokenizers import load_fixture_tokenizer
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import EvalPrediction
 
-from lmforge.training.metrics import add_perplexity, argmax_logits, token_accuracy
+from lmforge.training.token_metrics import add_perplexity, argmax_logits, token_accuracy
 
 
 def test_argmax_keeps_ids_only():

@@ -17,9 +17,9 @@ import torch
 
 from lmforge.rl.advantages import group_advantages
 from lmforge.rl.logprobs import completion_logprobs
-from lmforge.rl.losses import clipped_surrogate, k3_kl, masked_mean
+from lmforge.rl.policy_losses import clipped_surrogate, k3_kl, masked_mean
 from lmforge.rl.rollout import Rollout
-from lmforge.rl.trainer import RolloutTrainer
+from lmforge.rl.rollout_trainer import RolloutTrainer
 
 
 @dataclass

@@ -14,15 +14,16 @@ from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from lmforge.config.schema import RLConfig
 from lmforge.rl.rewards import RewardBatch, RewardResult, RewardSource, check_missing_rewards, combine
 from lmforge.rl.rollout import Rollout, generate_rollout, sampling_options
 from lmforge.templates import ChatTemplate
-from lmforge.training.trainer import LmforgeTrainer
+from lmforge.training.sealed_trainer import LmforgeTrainer
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -41,6 +42,8 @@ def prompt_collator(features: list[dict[str, Any]]) -> dict[str, Any]:
 class RolloutTrainer(LmforgeTrainer, ABC):
     """Generation, reward scoring, the rollout buffer and RL metrics; subclasses define rollouts and losses."""
 
+    loss_is_likelihood = False
+
     def __init__(
         self,
         *args: Any,
@@ -51,7 +54,8 @@ class RolloutTrainer(LmforgeTrainer, ABC):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        tokenizer = self.processing_class
+        tokenizer = cast(PreTrainedTokenizerBase, self.processing_class)  # rollouts decode text: always a tokenizer
+        self.text_tokenizer = tokenizer
         self.rl, self.template, self.reward_sources = rl, template, reward_sources
         self.stop_ids = template.stop_token_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
@@ -63,7 +67,9 @@ class RolloutTrainer(LmforgeTrainer, ABC):
         self.excluded_total = 0
 
     # --- the step -------------------------------------------------------------------------------------------
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         if self._buffer is None or self._buffer_uses >= self.rl.ppo_epochs:
             self._buffer = self.make_rollout(model, inputs)
             self._buffer_uses = 0
@@ -92,7 +98,7 @@ class RolloutTrainer(LmforgeTrainer, ABC):
         rollout = generate_rollout(self.generation_model(model), prompts, self.stop_ids, self.pad_id, options)
         batch = RewardBatch(
             messages=[m for m in inputs["messages"] for _ in range(n)],
-            completions=self.processing_class.batch_decode(rollout.completion_ids, skip_special_tokens=True),
+            completions=self.text_tokenizer.batch_decode(rollout.completion_ids, skip_special_tokens=True),
             completion_ids=rollout.completion_ids,
             references=[r for r in inputs["reference"] for _ in range(n)],
             ended=rollout.ended.tolist(),

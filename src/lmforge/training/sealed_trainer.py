@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from transformers import Trainer
 from transformers.trainer_callback import ExportableState
@@ -31,6 +31,9 @@ TRAINER_STATE_NAME = "trainer_state.json"
 class LmforgeTrainer(Trainer):
     """A Trainer whose checkpoints are staged, hashed, sealed with a marker and renamed into place."""
 
+    #: the loss is a token likelihood, so the final evaluation reports perplexity (a preference loss is none)
+    loss_is_likelihood = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.graceful_stop = GracefulStop()
@@ -38,6 +41,9 @@ class LmforgeTrainer(Trainer):
         self.fault_plan: FaultPlan | None = fault_plan_from_env()
         if self.fault_plan is not None:
             self.add_callback(FaultCallback(self.fault_plan))
+
+    def drop_training_only_parts(self) -> None:
+        """Before the final save: remove what trained alongside the model but is no part of the result."""
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         step = self.state.global_step
@@ -138,11 +144,13 @@ class LmforgeTrainer(Trainer):
 
     def _export_callback_states(self) -> None:
         """As upstream: store stateful callbacks (e.g. early stopping) in the trainer state."""
+        # TrainerState annotates stateful_callbacks as a list; its __post_init__ makes it a dict by class name
+        stateful = cast(dict[str, Any], self.state.stateful_callbacks)
         for cb in [*self.callback_handler.callbacks, self.control]:
             if not isinstance(cb, ExportableState):
                 continue
             name = cb.__class__.__name__
-            if isinstance(self.state.stateful_callbacks.get(name), list):
-                self.state.stateful_callbacks[name].append(cb.state())
+            if isinstance(stateful.get(name), list):
+                stateful[name].append(cb.state())
             else:
-                self.state.stateful_callbacks[name] = cb.state()
+                stateful[name] = cb.state()

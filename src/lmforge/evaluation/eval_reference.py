@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lmforge.config.docs import section_reference
+from lmforge.config.config_reference import section_reference
 from lmforge.evaluation.config import ChoiceConfig, EvalDataConfig, EvalModelConfig
 from lmforge.inference.sampling import GenerationOptions
 

@@ -1,20 +1,18 @@
-"""Building blocks the preference stages share: data, policy + reference, trainer, and the final outputs."""
+"""Building blocks the preference stages share: data, policy + reference, objective and trainer."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 from typing import Any
 
+from transformers import TrainingArguments
+
 from lmforge.alignment.objectives import OBJECTIVES, Objective
+from lmforge.alignment.preference_trainer import PreferenceTrainer
 from lmforge.alignment.reference import Reference, adapter_reference, frozen_copy_reference, precompute_reference_logps
-from lmforge.alignment.trainer import PreferenceTrainer
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import save_final_model, store_chat_template, train_to_the_end, wants_final_eval
-from lmforge.training.arguments import build_training_arguments
-from lmforge.training.callbacks import JsonlLogCallback
-from lmforge.training.plotting import plot_losses
+from lmforge.training.run import store_chat_template, train_and_save, trainer_hooks
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -70,17 +68,17 @@ def with_reference_logps(cfg: RunConfig, data: Any, objective: Objective, refere
     return data
 
 
-def build_preference_trainer(cfg: RunConfig, model: Any, tokenizer: Any, data: Any, objective: Objective) -> Any:
+def build_preference_trainer(
+    cfg: RunConfig, args: TrainingArguments, model: Any, tokenizer: Any, data: Any, objective: Objective
+) -> PreferenceTrainer:
     return PreferenceTrainer(
         model=model,
-        # pair batches hold no padding at all (EOS ids may equal the pad id): count every token, chosen + rejected
-        args=build_training_arguments(cfg, include_num_input_tokens_seen="all"),
         train_dataset=data.train,
         eval_dataset=data.eval,
         data_collator=objective.collate,
         processing_class=tokenizer,
-        callbacks=[JsonlLogCallback(cfg.output_dir)],
         objective=objective,
+        **trainer_hooks(cfg, model, args),
     )
 
 
@@ -88,33 +86,9 @@ def make_objective(cfg: RunConfig, reference: Reference | None) -> Objective:
     return OBJECTIVES[cfg.stage](cfg.pref, reference)
 
 
-def train_and_save(trainer: Any, cfg: RunConfig, resume: bool) -> dict[str, float]:
-    """As the sft one, without perplexity (a preference loss is no likelihood): train, evaluate, save."""
-    metrics = train_to_the_end(trainer, cfg, resume)
-    if wants_final_eval(trainer, cfg):
-        eval_metrics = trainer.evaluate()
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        metrics.update(eval_metrics)
-    trainer.save_state()
-    unload_reference_adapter(trainer.model)
-    save_final_model(trainer, cfg.output_dir)
-    if trainer.is_world_process_zero():
-        plot_losses(trainer.state.log_history, Path(cfg.output_dir))
-    return metrics
-
-
-def run_reference_free(cfg: RunConfig, resume: bool) -> dict[str, float]:
+def run_reference_free(cfg: RunConfig, args: TrainingArguments, resume: bool) -> dict[str, float]:
     """orpo and simpo: pairs -> policy (no reference model) -> the stage's objective -> train and save."""
     tokenizer, _, data = load_preference_data(cfg)
     model, _ = load_policy(cfg, tokenizer, needs_reference=False)
-    trainer = build_preference_trainer(cfg, model, tokenizer, data, make_objective(cfg, None))
+    trainer = build_preference_trainer(cfg, args, model, tokenizer, data, make_objective(cfg, None))
     return train_and_save(trainer, cfg, resume)
-
-
-def unload_reference_adapter(model: Any) -> None:
-    """The frozen SFT copy is no part of the result: only the trained 'default' adapter is saved."""
-    from lmforge.alignment.reference import REFERENCE_ADAPTER
-
-    if REFERENCE_ADAPTER in getattr(model, "peft_config", {}):
-        model.delete_adapter(REFERENCE_ADAPTER)

@@ -11,7 +11,7 @@ from typing import Any
 
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.methods.lora import _check_modules_to_save, lora_alpha, lora_targets
-from lmforge.methods.registry import peft_task_type
+from lmforge.methods.method_table import peft_task_type
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -51,7 +51,7 @@ def prepare_loha(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -
     config = LoHaConfig(
         **_shared(model, method_cfg),
         r=method_cfg.lora_rank,
-        alpha=lora_alpha(method_cfg),
+        alpha=lora_alpha(method_cfg),  # type: ignore[arg-type]  # PEFT says int; any float works
         module_dropout=method_cfg.lora_dropout,
     )
     return get_peft_model(model, config)
@@ -63,7 +63,7 @@ def prepare_lokr(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -
     config = LoKrConfig(
         **_shared(model, method_cfg),
         r=method_cfg.lora_rank,
-        alpha=lora_alpha(method_cfg),
+        alpha=lora_alpha(method_cfg),  # type: ignore[arg-type]  # PEFT says int; any float works
         module_dropout=method_cfg.lora_dropout,
     )
     return get_peft_model(model, config)
@@ -78,7 +78,7 @@ def prepare_adalora(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig
         **_shared(model, method_cfg),
         init_r=method_cfg.lora_rank,
         target_r=method_cfg.adalora_target_rank,
-        lora_alpha=lora_alpha(method_cfg),
+        lora_alpha=lora_alpha(method_cfg),  # type: ignore[arg-type]  # PEFT says int; any float works
         lora_dropout=method_cfg.lora_dropout,
         total_step=ADALORA_PLACEHOLDER_STEPS,
     )

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from transformers import TrainingArguments
+
 from lmforge.config.schema import RunConfig
-from lmforge.rl.trainer import RolloutTrainer, prompt_collator
+from lmforge.config.stages import stage_spec
+from lmforge.rl.rollout_trainer import RolloutTrainer, prompt_collator
+from lmforge.training.run import store_chat_template, trainer_hooks
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -34,20 +38,15 @@ def load_reference(cfg: RunConfig, tokenizer: Any, policy: Any) -> Any | None:
     return reference
 
 
-def needs_reference(cfg: RunConfig) -> bool:
-    return cfg.stage == "ppo" or cfg.rl.beta > 0
-
-
-def build_rl_trainer(cfg: RunConfig, trainer_cls: type[RolloutTrainer], wrap: Any = None) -> RolloutTrainer:
+def build_rl_trainer(
+    cfg: RunConfig, args: TrainingArguments, trainer_cls: type[RolloutTrainer], wrap: Any = None
+) -> RolloutTrainer:
     """The stage's trainer over the prompt dataset; `wrap(policy)` turns the policy into the trained module."""
     from lmforge.data.prompts import build_prompt_datasets
     from lmforge.methods import prepare_model
     from lmforge.models.loading import load_model, load_tokenizer
     from lmforge.rl.rewards import build_reward_sources
-    from lmforge.stages.common import store_chat_template
     from lmforge.templates import get_template
-    from lmforge.training.arguments import build_training_arguments
-    from lmforge.training.callbacks import JsonlLogCallback
 
     tokenizer = load_tokenizer(cfg.model)
     template = get_template(cfg.data.template, tokenizer, cfg.data.template_options)
@@ -57,14 +56,15 @@ def build_rl_trainer(cfg: RunConfig, trainer_cls: type[RolloutTrainer], wrap: An
 
     policy = prepare_model(load_model(cfg.model, tokenizer, cfg.method), cfg.method, cfg.model)
     policy.config.use_cache = True  # generation inside the step; the training forward passes use_cache=False
-    reference = load_reference(cfg, tokenizer, policy) if needs_reference(cfg) else None
+    uses_reference = stage_spec(cfg.stage).needs_reference(cfg.rl.beta)
+    reference = load_reference(cfg, tokenizer, policy) if uses_reference else None
+    model = wrap(policy) if wrap is not None else policy
     return trainer_cls(
-        model=wrap(policy) if wrap is not None else policy,
-        args=build_training_arguments(cfg, include_num_input_tokens_seen="no"),  # counted from rollouts instead
+        model=model,
         train_dataset=data.train,
         data_collator=prompt_collator,
         processing_class=tokenizer,
-        callbacks=[JsonlLogCallback(cfg.output_dir)],
+        **trainer_hooks(cfg, model, args),
         rl=cfg.rl,
         template=template,
         reward_sources=sources,

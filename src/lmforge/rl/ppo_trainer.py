@@ -17,9 +17,9 @@ import torch
 
 from lmforge.rl.advantages import gae, whiten
 from lmforge.rl.logprobs import completion_logprobs
-from lmforge.rl.losses import clipped_surrogate, clipped_value_loss, masked_mean
+from lmforge.rl.policy_losses import clipped_surrogate, clipped_value_loss, masked_mean
 from lmforge.rl.rollout import Rollout
-from lmforge.rl.trainer import RolloutTrainer
+from lmforge.rl.rollout_trainer import RolloutTrainer
 
 
 @dataclass
@@ -100,11 +100,11 @@ class PpoTrainer(RolloutTrainer):
 
     # --- saving: the policy's own folder plus the value head ---------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        output_dir = output_dir or self.args.output_dir
-        if not self.args.should_save:
+        folder = output_dir or self.args.output_dir
+        if not self.args.should_save or folder is None:
             return
-        self.accelerator.unwrap_model(self.model).save(output_dir)
-        self.processing_class.save_pretrained(output_dir)
+        self.accelerator.unwrap_model(self.model).save(folder)
+        self.text_tokenizer.save_pretrained(folder)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         self.accelerator.unwrap_model(model or self.model).load(resume_from_checkpoint)

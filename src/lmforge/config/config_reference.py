@@ -6,7 +6,6 @@ import dataclasses
 import textwrap
 
 from lmforge.config.schema import (
-    STAGES,
     DataConfig,
     DatasetSpec,
     JudgeConfig,
@@ -15,6 +14,7 @@ from lmforge.config.schema import (
     PreferenceConfig,
     RLConfig,
 )
+from lmforge.config.stages import STAGE_SPECS
 
 SECTIONS = [("model", ModelConfig), ("data", DataConfig), ("method", MethodConfig)]
 SECTIONS += [("rl (stages ppo, grpo)", RLConfig), ("rl.judge", JudgeConfig)]
@@ -52,10 +52,8 @@ def config_reference() -> str:
     """The full key reference printed by `lmforge train --help`."""
     parts = [
         "Config keys (YAML sections; override any as section.key=value):",
-        "stage = 'sft'\n      "
-        + " | ".join(STAGES)
-        + "\n      (pt: continued pretraining, sft: supervised fine-tuning, rm/dpo/kto/orpo/simpo: preference"
-        " alignment, ppo/grpo: online RL)",
+        "stage = 'sft'\n"
+        + "\n".join(f"      {spec.name}: {spec.summary} (reads {spec.data} rows)" for spec in STAGE_SPECS.values()),
     ]
     parts += [section_reference(name, cls) for name, cls in SECTIONS]
     parts.append(section_reference("data.datasets[] inline entry", DatasetSpec))

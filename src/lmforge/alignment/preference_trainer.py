@@ -13,11 +13,15 @@ from typing import Any
 import torch
 
 from lmforge.alignment.objectives import Objective
-from lmforge.training.trainer import LmforgeTrainer
+from lmforge.alignment.reference import REFERENCE_ADAPTER
+from lmforge.training.sealed_trainer import LmforgeTrainer
 
 
 class PreferenceTrainer(LmforgeTrainer):
     """A trainer that runs `objective(model, batch) -> (loss, metrics)` and logs the averaged metrics."""
+
+    objective: Objective
+    loss_is_likelihood = False
 
     def __init__(self, *args: Any, objective: Objective, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,3 +60,9 @@ class PreferenceTrainer(LmforgeTrainer):
                 logs[f"{prefix}{name}"] = sum(values) / len(values)
         store.clear()
         super().log(logs, start_time)
+
+    def drop_training_only_parts(self) -> None:
+        """The frozen SFT copy used as the reference is no part of the result: only the trained adapter is saved."""
+        model: Any = self.model
+        if REFERENCE_ADAPTER in getattr(model, "peft_config", {}):
+            model.delete_adapter(REFERENCE_ADAPTER)

@@ -1,24 +1,30 @@
-"""Building blocks shared by the stages: trainer construction, the train call, and the run outputs."""
+"""Run scaffolding every stage family shares: the stored chat template, the trainer's hooks (logs, the tuning
+method's callbacks and optimizer), resume lookup, and train -> evaluate -> final save.
+
+It sits below the stages and the alignment/rl packages, which all build on it (nothing here imports them).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback, TrainingArguments
+
 from lmforge.config.schema import RunConfig
-from lmforge.training.arguments import build_training_arguments
+from lmforge.templates import ChatTemplate
 from lmforge.training.callbacks import JsonlLogCallback
 from lmforge.training.checkpoints import find_resume_checkpoint
-from lmforge.training.metrics import add_perplexity, argmax_logits, token_accuracy
 from lmforge.training.plotting import plot_losses
-from lmforge.training.trainer import LmforgeTrainer
+from lmforge.training.sealed_trainer import LmforgeTrainer
+from lmforge.training.token_metrics import add_perplexity, argmax_logits, token_accuracy
 from lmforge.utils.errors import CheckpointError
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 
-def store_chat_template(tokenizer: Any, template: Any, template_name: str) -> None:
+def store_chat_template(tokenizer: Any, template: ChatTemplate, template_name: str) -> None:
     """Save the training template in the tokenizer when it has none, so chat/serving render prompts identically;
     warn (QUALITY A8) when the tokenizer's own template renders conversations differently from the named one."""
     from lmforge.templates import check_template_matches_tokenizer
@@ -36,24 +42,31 @@ def store_chat_template(tokenizer: Any, template: Any, template_name: str) -> No
         logger.info("stored the %r chat template in the tokenizer", template_name)
 
 
-def build_trainer(cfg: RunConfig, model: Any, tokenizer: Any, data: Any, token_metrics: bool) -> LmforgeTrainer:
-    """A trainer over the bundle's datasets with lmforge's collator, logs and (optionally) token accuracy."""
-    from lmforge.data.collators import make_collator
+def trainer_hooks(cfg: RunConfig, model: Any, args: TrainingArguments) -> dict[str, Any]:
+    """Trainer keyword arguments every stage passes: the JSONL log, the tuning method's callbacks (AdaLoRA) and
+    its optimizer (LoRA+ groups; (None, None) = the Trainer's default)."""
     from lmforge.methods.training import method_callbacks, method_optimizers
 
+    callbacks: list[TrainerCallback] = [JsonlLogCallback(cfg.output_dir), *method_callbacks(cfg.method)]
+    return {"args": args, "callbacks": callbacks, "optimizers": method_optimizers(cfg.method, model, args)}
+
+
+def build_trainer(
+    cfg: RunConfig, args: TrainingArguments, model: Any, tokenizer: Any, data: Any, token_metrics: bool
+) -> LmforgeTrainer:
+    """A trainer over text or chat datasets with lmforge's collator, logs and (optionally) token accuracy."""
+    from lmforge.data.collators import make_collator
+
     with_metrics = token_metrics and data.eval is not None
-    args = build_training_arguments(cfg)
     return LmforgeTrainer(
         model=model,
-        args=args,
         train_dataset=data.train,
         eval_dataset=data.eval,
         data_collator=make_collator(cfg.data, tokenizer),
         processing_class=tokenizer,
         compute_metrics=token_accuracy if with_metrics else None,
         preprocess_logits_for_metrics=argmax_logits if with_metrics else None,
-        callbacks=[JsonlLogCallback(cfg.output_dir), *method_callbacks(cfg.method)],
-        optimizers=method_optimizers(cfg.method, model, args),  # LoRA+ groups, else the Trainer's default
+        **trainer_hooks(cfg, model, args),
     )
 
 
@@ -89,10 +102,13 @@ def wants_final_eval(trainer: LmforgeTrainer, cfg: RunConfig) -> bool:
 
 
 def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
-    """Train (resuming if asked), then write the final model, metrics, trainer state and loss plots."""
+    """Train (resuming if asked), evaluate (with perplexity when the loss is a likelihood), then write the final
+    model, metrics, trainer state and loss plots."""
     metrics = train_to_the_end(trainer, cfg, resume)
     if wants_final_eval(trainer, cfg):  # before save_final_model turns the KV cache back on
-        eval_metrics = add_perplexity(trainer.evaluate())
+        eval_metrics = trainer.evaluate()
+        if trainer.loss_is_likelihood:
+            eval_metrics = add_perplexity(eval_metrics)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
@@ -105,6 +121,7 @@ def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dic
 
 def save_final_model(trainer: LmforgeTrainer, output_dir: str) -> None:
     """Adapter folder (PEFT) or full model folder, plus the tokenizer; re-enable the KV cache for inference."""
+    trainer.drop_training_only_parts()
     model = trainer.model
     config = getattr(model, "config", None)
     if config is not None:
