@@ -52,7 +52,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
+def start_server(
+    model: Path, port: int, threads: int, extra_args: list[str] | None = None, src: str | None = None
+) -> subprocess.Popen:
+    """A healthy `lmforge serve` on `port`; `src` puts another checkout's src/ first on PYTHONPATH (A/B runs)."""
     argv = [
         *LMFORGE,
         "serve",
@@ -68,8 +71,11 @@ def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
         "float32",
         "--log-level",
         "warning",
+        *(extra_args or []),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if src:
+        env["PYTHONPATH"] = src
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     for _ in range(600):
         try:

