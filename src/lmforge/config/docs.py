@@ -38,12 +38,16 @@ def _default_text(fld: dataclasses.Field) -> str:
     return "required"
 
 
+def field_docs(cls: type) -> list[tuple[str, str, str]]:
+    """(name, default as shown, help) of every key of a config section: what `lmforge train --help` prints and
+    what `lmforge ui` labels its form fields with, so the two cannot drift apart."""
+    return [(fld.name, _default_text(fld), fld.metadata.get("help", "")) for fld in dataclasses.fields(cls)]
+
+
 def section_reference(name: str, cls: type) -> str:
     lines = [f"{name}:"]
-    for fld in dataclasses.fields(cls):
-        help_text = fld.metadata.get("help", "")
-        head = f"  {fld.name} = {_default_text(fld)}"
-        lines.append(head)
+    for key, default, help_text in field_docs(cls):
+        lines.append(f"  {key} = {default}")
         lines.extend(textwrap.wrap(help_text, width=100, initial_indent="      ", subsequent_indent="      "))
     return "\n".join(lines)
 
