@@ -152,7 +152,7 @@ def create_app(
             return specs.plan_export(values)
         raise LmforgeError(f"unknown form {kind!r}")
 
-    @app.post("/api/data/preview")
+    @app.post("/api/data/examples")
     async def data_preview(request: Request) -> dict[str, Any]:
         body = await request.json()
         planned = await asyncio.to_thread(specs.plan_train, body.get("values") or {}, runner)
@@ -161,7 +161,7 @@ def create_app(
         folder.mkdir(exist_ok=True)
         config = folder / "config.yaml"
         config.write_text(planned.config_yaml or "", encoding="utf-8")
-        args = ["data", "preview", str(config), "-n", str(count)]
+        args = ["data", "preview", str(config), "--n", str(count)]
         done = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "lmforge", *args],
@@ -170,7 +170,7 @@ def create_app(
             timeout=DATA_PREVIEW_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
         )
-        errors = [line for line in done.stderr.splitlines() if line.startswith("lmforge: error:")]
+        errors = [line for line in done.stderr.splitlines() if line.startswith("lmforge") and " error: " in line]
         return {
             "command": specs.display_command(args),
             "yaml": planned.config_yaml,

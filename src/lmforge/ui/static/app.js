@@ -310,7 +310,7 @@ async function dataPreview() {
   showMessage("");
   $("#data-output").textContent = "encoding…";
   try {
-    const data = await api("/api/data/preview", {values: formValues("train"), n: +$("#data-n").value || 3});
+    const data = await api("/api/data/examples", {values: formValues("train"), n: +$("#data-n").value || 3});
     $("#data-paths").replaceChildren(el("div", {class: "cmd"}, el("code", {text: data.command})), renderPaths(data.paths));
     const out = $("#data-output");
     out.replaceChildren();
@@ -361,7 +361,7 @@ async function chatSend() {
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
         const event = (block.match(/^event: (.*)$/m) || [])[1], data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "{}");
-        if (event === "piece") { reply += data.text; span.textContent = reply; }
+        if (event === "piece") { reply += data.text; span.textContent = reply; span.dataset.pieces = (+span.dataset.pieces || 0) + 1; }
         if (event === "failed") throw new Error(data.error);
       }
     }
