@@ -118,6 +118,7 @@ def test_train_a_lora_run_watch_its_loss_and_chat_with_it_in_a_real_browser(ui, 
     wait.until(lambda d: d.find_element(By.ID, "job-progress").text.startswith("step 5/5"))
     labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#loss-plot .axis-label")]
     assert labels == ["step", "loss"]
+    browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(shots / "train.png"))
 
     _tab(browser, "chat")

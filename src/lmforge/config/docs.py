@@ -6,7 +6,6 @@ import dataclasses
 import textwrap
 
 from lmforge.config.schema import (
-    STAGES,
     DataConfig,
     DatasetSpec,
     JudgeConfig,
@@ -14,6 +13,7 @@ from lmforge.config.schema import (
     ModelConfig,
     PreferenceConfig,
     RLConfig,
+    RunConfig,
 )
 
 SECTIONS = [("model", ModelConfig), ("data", DataConfig), ("method", MethodConfig)]
@@ -44,22 +44,21 @@ def field_docs(cls: type) -> list[tuple[str, str, str]]:
     return [(fld.name, _default_text(fld), fld.metadata.get("help", "")) for fld in dataclasses.fields(cls)]
 
 
+def key_reference(key: str, default: str, help_text: str, indent: str = "  ") -> str:
+    """One key's entry: `key = default` and its wrapped help."""
+    wrapped = textwrap.wrap(help_text, width=100, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join([f"{indent}{key} = {default}", *wrapped])
+
+
 def section_reference(name: str, cls: type) -> str:
-    lines = [f"{name}:"]
-    for key, default, help_text in field_docs(cls):
-        lines.append(f"  {key} = {default}")
-        lines.extend(textwrap.wrap(help_text, width=100, initial_indent="      ", subsequent_indent="      "))
-    return "\n".join(lines)
+    return "\n".join([f"{name}:", *(key_reference(*doc) for doc in field_docs(cls))])
 
 
 def config_reference() -> str:
     """The full key reference printed by `lmforge train --help`."""
     parts = [
         "Config keys (YAML sections; override any as section.key=value):",
-        "stage = 'sft'\n      "
-        + " | ".join(STAGES)
-        + "\n      (pt: continued pretraining, sft: supervised fine-tuning, rm/dpo/kto/orpo/simpo: preference"
-        " alignment, ppo/grpo: online RL)",
+        key_reference(*field_docs(RunConfig)[0], indent=""),
     ]
     parts += [section_reference(name, cls) for name, cls in SECTIONS]
     parts.append(section_reference("data.datasets[] inline entry", DatasetSpec))

@@ -106,8 +106,6 @@ def train_fields() -> list[dict[str, Any]]:
         kind = {bool: "bool", int: "int", float: "float"}.get(type(default), "text")
         help_text = "Where checkpoints and final outputs go (required)." if name == "output_dir" else ""
         help_text = help_text or fld.metadata.get("help", "")
-        if name in TRAIN_DEFAULT_NOTES:
-            help_text += f" ({TRAIN_DEFAULT_NOTES[name]})"
         fields.append(
             {
                 "key": name,
@@ -115,7 +113,7 @@ def train_fields() -> list[dict[str, Any]]:
                 "choices": None,
                 "optional": True,
                 "default": None if name in TRAIN_DEFAULT_NOTES else default,
-                "default_text": repr(default),
+                "default_text": TRAIN_DEFAULT_NOTES.get(name, repr(default)),
                 "help": help_text,
             }
         )
@@ -178,10 +176,12 @@ def form_to_raw(spec: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 def resolve_paths(raw: dict[str, Any], named: dict[str, str]) -> list[dict[str, Any]]:
     """Make every local path named in the config absolute (in `raw`), so what runs is what the page showed;
     hub ids stay as typed. Returns {key, typed, resolved, exists} per path for the page to show."""
+    from lmforge.data.readers import FILE_TYPES  # a missing "x.json" is a local file, not a hub id
+
     shown = []
     for key, typed in named.items():
         path = Path(typed).expanduser()
-        local = path.exists() or meant_as_local_path(typed) or key.endswith("output_dir")
+        local = path.exists() or meant_as_local_path(typed, tuple(FILE_TYPES)) or key.endswith("output_dir")
         resolved = str(path.resolve()) if local else typed
         _set_dotted(raw, key, resolved)
         shown.append({"key": key, "typed": typed, "resolved": resolved, "exists": path.exists() if local else None})

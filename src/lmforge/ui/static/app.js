@@ -58,7 +58,7 @@ function renderForm(formName, spec, container) {
   if (formName === "train") {
     const box = el("details", {"data-section": "train_extra"}, el("summary", {text: "More train keys"}));
     box.append(el("label", {class: "field"}, el("span", {text: "YAML"}),
-      el("textarea", {"data-form": "train", "data-key": "train_extra", rows: 3, placeholder: "any TrainingArguments keys, e.g. {optim: adamw_torch, warmup_ratio: 0.1}"})));
+      el("textarea", {"data-form": "train", "data-key": "train_extra", rows: 3, placeholder: "any TrainingArguments keys, e.g. {optim: adamw_torch, optim: adamw_torch}"})));
     container.append(box);
   }
 }
@@ -314,7 +314,7 @@ async function dataPreview() {
     $("#data-paths").replaceChildren(el("div", {class: "cmd"}, el("code", {text: data.command})), renderPaths(data.paths));
     const out = $("#data-output");
     out.replaceChildren();
-    for (const [i, part] of data.output.split(/[«»]/).entries()) out.append(i % 2 ? el("mark", {text: part}) : part);
+    for (const [i, part] of data.output.replaceAll("(«» marks trained text)", "(highlighted: trained text)").split(/[«»]/).entries()) out.append(i % 2 ? el("mark", {text: part}) : part);
     if (data.error) showMessage(data.error);
   } catch (e) { $("#data-output").textContent = ""; showMessage(e.message); }
 }
