@@ -77,7 +77,7 @@ def test_train_yaml_leaves_defaults_out_resolves_paths_and_loads_as_the_cli_load
 
 
 def test_a_bad_form_value_is_an_error_naming_the_field(tmp_path):
-    with pytest.raises(ConfigError, match="data.cutoff_len: expected int"):
+    with pytest.raises(ConfigError, match=r"data\.cutoff_len: expected int"):
         specs.plan_train({"data": {"cutoff_len": "many"}, "train": {"output_dir": "x"}}, JobRunner(tmp_path))
 
 
