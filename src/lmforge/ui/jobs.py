@@ -147,6 +147,7 @@ class Job:
             "command": display_command(info["args"]),
             "attempt": len(attempts),
             "started": attempts[-1]["started"] if attempts else None,
+            "ended": (self.exit_record(len(attempts)) or {}).get("ended") if attempts else None,
             "state": status.state,
             "message": status.message,
             "resumable": info["kind"] == "train" and not status.running and status.state != "finished",

@@ -164,7 +164,7 @@ function lossPoints(records) {
 function progressOf(records, job, now) {
   const steps = records.filter((r) => typeof r.step === "number");
   const last = steps[steps.length - 1];
-  const elapsed = job && job.started ? now - job.started : 0;
+  const elapsed = job && job.started ? (job.ended || now) - job.started : 0;
   if (!last) return {step: 0, total: null, elapsed, eta: NaN};
   let first = steps[0];  // the first record of the current process (elapsed restarts on resume)
   for (let i = 1; i < steps.length; i++) if (steps[i].elapsed < steps[i - 1].elapsed) first = steps[i];
@@ -207,9 +207,12 @@ function flatten(data, prefix = "", out = {}) {
   return out;
 }
 
+const RESULT_KEYS = ["metrics", "datasets", "verification"];  // eval_results.json / lmforge_export.json: the numbers
+
 function resultsTable(data) {
   const table = el("table", {class: "results"});
-  for (const [k, v] of Object.entries(flatten(data))) {
+  const shown = RESULT_KEYS.some((k) => k in data) ? Object.fromEntries(RESULT_KEYS.filter((k) => k in data).map((k) => [k, data[k]])) : data;
+  for (const [k, v] of Object.entries(flatten(shown))) {
     table.append(el("tr", {}, el("td", {text: k}), el("td", {text: typeof v === "number" ? String(+v.toPrecision(6)) : String(v)})));
   }
   return table;
