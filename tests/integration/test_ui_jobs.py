@@ -66,7 +66,7 @@ def test_abort_stops_the_group_with_a_sealed_checkpoint_a_new_runner_reattaches_
     tmp_path, tiny_model_dir
 ):
     runner = JobRunner(tmp_path / "jobs", grace_s=120)
-    job, out = _train_job(runner, tmp_path / "run", tiny_model_dir, max_steps=400)
+    job, out = _train_job(runner, tmp_path / "run", tiny_model_dir, max_steps=200)
     _wait(lambda: any(r.get("step", 0) >= 2 for r in read_log(out)))
 
     restarted = JobRunner(tmp_path / "jobs", grace_s=120)  # a UI started later knows the job from its folder
@@ -78,11 +78,22 @@ def test_abort_stops_the_group_with_a_sealed_checkpoint_a_new_runner_reattaches_
     checkpoint = find_resume_checkpoint(tmp_path / "run" / "out")
     assert checkpoint is not None
     stopped_at = int(checkpoint.rsplit("-", 1)[1])
-    assert stopped_at < 400
+    assert stopped_at < 200
 
     restarted.resume(job.id)
     _wait(lambda: not restarted.get(job.id).status().running)
     assert restarted.get(job.id).status().state == "finished", job.log_path.read_text()[-3000:]
     steps = [r["step"] for r in read_log(out) if "loss" in r]
-    assert steps == list(range(1, 401))  # the resumed log continues the stopped one, each step once
+    assert steps == list(range(1, 201))  # the resumed log continues the stopped one, each step once
     assert restarted.get(job.id).summary()["attempt"] == 2
+
+
+def test_abort_escalates_to_sigkill_after_the_grace_period(tmp_path, tiny_model_dir):
+    runner = JobRunner(tmp_path / "jobs", grace_s=0)  # no time for the checkpoint: SIGKILL right after SIGTERM
+    job, out = _train_job(runner, tmp_path / "run", tiny_model_dir, max_steps=400)
+    _wait(lambda: any(r.get("step", 0) >= 2 for r in read_log(out)))
+    runner.abort(job.id)
+    status = _wait(lambda: (s := runner.get(job.id).status()).state != "running" and s)
+    assert status.state == "killed" and status.returncode == -9, job.log_path.read_text()[-3000:]
+    assert find_resume_checkpoint(tmp_path / "run" / "out") is None
+    assert runner.get(job.id).summary()["resumable"]  # Resume then says there is no checkpoint to resume from

@@ -6,18 +6,20 @@ form stands for is known before it starts (`lmforge train JOBS/train-out-1a2b3c4
     job.json      kind, the lmforge arguments, output folder, and one entry per attempt (start, pid, abort)
     config.yaml   the run config the arguments name (train, eval)
     process.log   stdout + stderr of every attempt, appended
-    exit-N.json   written by the supervisor when attempt N's process ended: its exit status
+    exit-N.json   written by the supervisor when attempt N's process ended: its exit status, killed or not
 
-A job runs as `python -m lmforge.ui.supervise JOB N` in a new session (its own process group, no terminal), with
-an argument list, never a shell. The supervisor starts the lmforge command in the same group and records its exit
-status; closing the browser or stopping the UI touches neither. A restarted UI lists the folders again and
-re-attaches: a job is running while its process group is alive, otherwise its exit file says how it ended.
-Abort sends SIGTERM to the whole group (lmforge train then saves a sealed checkpoint at the end of the step and
-exits; `--resume` continues from it) and SIGKILL after a grace period if anything is still alive.
+A job runs as `python -m lmforge.ui.supervise JOB N` in a new session (no terminal), with an argument list, never
+a shell. The supervisor starts the lmforge command in a process group of its own and records its exit status;
+closing the browser or stopping the UI touches neither. A restarted UI lists the folders again and re-attaches: a
+job is running while its supervisor is alive, otherwise its exit file says how it ended. Abort signals the
+supervisor, which sends SIGTERM to the run's whole process group (lmforge train then saves a sealed checkpoint at
+the end of the step and exits; `--resume` continues from it) and SIGKILL after the grace period if anything in
+the group is still alive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,9 +61,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(staging, path)
 
 
-def _group_alive(pgid: int) -> bool:
+def _alive(pid: int) -> bool:
     try:
-        os.killpg(pgid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else (a reused id): not ours, so not running
@@ -120,20 +122,21 @@ class Job:
         if not attempts:
             return JobStatus("lost", "never started")
         last = attempts[-1]
-        number = len(attempts)
-        ended = self.exit_record(number)
+        ended = self.exit_record(len(attempts))
         if ended is None:
-            if _group_alive(last["pgid"]):
+            if _alive(last["pid"]):
                 return JobStatus("running", "stopping: saving a checkpoint" if last.get("abort") else "running")
-            if last.get("killed"):
-                return JobStatus("killed", "killed with SIGKILL after the grace period (no checkpoint of this step)")
             return JobStatus("lost", "the process ended without recording an exit status (machine restart?)")
         code = ended["returncode"]
+        if ended.get("killed"):
+            return JobStatus("killed", "killed with SIGKILL after the abort grace period (no checkpoint of it)", code)
         if code == 0:
             return JobStatus("finished", "finished", code)
         if code == 128 + signal.SIGTERM and info["kind"] == "train":
             state = "aborted" if last.get("abort") else "stopped"
             return JobStatus(state, "stopped with a sealed checkpoint: Resume continues from it", code)
+        if last.get("abort"):
+            return JobStatus("aborted", f"aborted (exit status {code})", code)
         return JobStatus("failed", f"failed (exit status {code}); see the log", code)
 
     def summary(self) -> dict[str, Any]:
@@ -212,7 +215,8 @@ class JobRunner:
     def _launch(self, job: Job, info: dict[str, Any]) -> Job:
         attempt = len(info["attempts"]) + 1
         (job.folder / f"exit-{attempt}.json").unlink(missing_ok=True)
-        job.save_info(info)  # the supervisor reads the arguments from here
+        info["grace_s"] = self.grace_s
+        job.save_info(info)  # the supervisor reads the arguments and the abort grace period from here
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "lmforge.ui.supervise", str(job.folder), str(attempt)]
         process = subprocess.Popen(
@@ -220,46 +224,27 @@ class JobRunner:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,  # own session and process group: survives the UI, abort reaches all of it
+            start_new_session=True,  # own session: no terminal, no signal from the UI's process group reaches it
             cwd=Path.cwd(),
             env=env,
         )
         self._children[job.id] = process
-        info["attempts"].append({"started": time.time(), "pid": process.pid, "pgid": process.pid})
+        info["attempts"].append({"started": time.time(), "pid": process.pid})
         job.save_info(info)
         return job
 
     def abort(self, identifier: str) -> Job:
-        """SIGTERM to the job's process group now, SIGKILL after the grace period if any of it is still alive."""
+        """Ask the job's supervisor to stop it: SIGTERM to the run's process group now, SIGKILL after the grace
+        period if any of it is still alive (the supervisor does both, so a UI restart does not interrupt it)."""
         job = self.get(identifier)
         info = job.info
         if not job.status().running:
             raise ConfigError(f"job {identifier} is not running")
-        last = info["attempts"][-1]
-        last["abort"] = time.time()
+        info["attempts"][-1]["abort"] = time.time()
         job.save_info(info)
-        pgid = last["pgid"]
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            return job
-        threading.Thread(target=self._kill_after_grace, args=(job, pgid), daemon=True).start()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info["attempts"][-1]["pid"], signal.SIGTERM)
         return job
-
-    def _kill_after_grace(self, job: Job, pgid: int) -> None:
-        deadline = time.monotonic() + self.grace_s
-        while time.monotonic() < deadline:
-            self._reap()
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.2)
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        info = job.info
-        info["attempts"][-1]["killed"] = time.time()
-        job.save_info(info)
 
     def _reap(self) -> None:
         """Collect supervisors this UI started that have ended (no zombies keep their group 'alive')."""
