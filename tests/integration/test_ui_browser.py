@@ -113,6 +113,14 @@ def test_train_a_lora_run_watch_its_loss_and_chat_with_it_in_a_real_browser(ui, 
     assert str(out) in browser.find_element(By.CSS_SELECTOR, "#preview-train pre.yaml").text  # typed path resolved
 
     browser.find_element(By.CSS_SELECTOR, '[data-start="train"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "job-title").text)
+    _tab(browser, "data")  # while the run starts: the same form's data, encoded as training sees it
+    browser.find_element(By.ID, "data-run").click()
+    wait.until(lambda d: "example 0" in d.find_element(By.ID, "data-output").text)
+    assert browser.find_elements(By.CSS_SELECTOR, "#data-output mark")  # trained spans highlighted
+    browser.save_screenshot(str(shots / "data.png"))
+
+    _tab(browser, "train")
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#loss-plot circle.point")) == 5)
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#job-state .state").text == "finished")
     wait.until(lambda d: d.find_element(By.ID, "job-progress").text.startswith("step 5/5"))
@@ -136,12 +144,6 @@ def test_train_a_lora_run_watch_its_loss_and_chat_with_it_in_a_real_browser(ui, 
     reply = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".bubble.assistant.done span"))[0]
     assert reply.text.strip() and int(reply.get_attribute("data-pieces")) >= 2  # streamed in several pieces
     browser.save_screenshot(str(shots / "chat.png"))
-
-    _tab(browser, "data")
-    browser.find_element(By.ID, "data-run").click()
-    wait.until(lambda d: "example 0" in d.find_element(By.ID, "data-output").text)
-    assert browser.find_elements(By.CSS_SELECTOR, "#data-output mark")  # trained spans highlighted
-    browser.save_screenshot(str(shots / "data.png"))
 
     _tab(browser, "eval")
     browser.find_element(By.CSS_SELECTOR, '[data-start="eval"]').click()  # empty form: a message, not a traceback
