@@ -79,7 +79,8 @@ def section_fields(cls: type, choices: dict[str, tuple] | None = None) -> list[d
         if choices and name in choices:
             kind, options = "select", list(choices[name])
         fld = defaults[name]
-        default = fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()  # type: ignore[misc]
+        factory = fld.default_factory  # MISSING (not callable) for plain defaults
+        default = factory() if callable(factory) else fld.default
         fields.append(
             {
                 "key": name,

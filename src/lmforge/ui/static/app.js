@@ -78,7 +78,7 @@ function renderPaths(paths) {
   if (!paths || !paths.length) return el("div");
   const table = el("table", {class: "paths"}, el("tr", {}, el("th", {text: "path"}), el("th", {text: "resolved to"}), el("th", {text: ""})));
   for (const p of paths) {
-    const state = p.exists === null ? "hub id" : p.exists ? "exists" : "will be created / missing";
+    const state = p.exists === null ? "hub id" : p.exists ? "exists" : "does not exist (yet)";
     table.append(el("tr", {}, el("td", {text: p.key}), el("td", {text: p.resolved}), el("td", {text: state})));
   }
   return table;
