@@ -116,6 +116,13 @@ def test_train_a_lora_run_watch_its_loss_and_chat_with_it_in_a_real_browser(ui, 
     wait.until(lambda d: d.find_element(By.ID, "job-title").text)
     _tab(browser, "data")  # while the run starts: the same form's data, encoded as training sees it
     browser.find_element(By.ID, "data-run").click()
+    catalog = REPO / "examples/data/dataset_info.json"  # a LLaMA-Factory catalogue, typed into data.catalog
+    browser.execute_script(
+        'document.querySelector(\'[data-section="data"][data-key="catalog"]\').value = arguments[0]', str(catalog)
+    )
+    browser.find_element(By.ID, "catalog-run").click()
+    rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#catalog table.catalog tr"))
+    assert any("alpaca_en_demo" in row.text for row in rows)
     wait.until(lambda d: "example 0" in d.find_element(By.ID, "data-output").text)
     assert browser.find_elements(By.CSS_SELECTOR, "#data-output mark")  # trained spans highlighted
     browser.save_screenshot(str(shots / "data.png"))

@@ -133,3 +133,14 @@ def test_jobs_of_other_kinds_and_failed_starts_are_listed_with_their_state(tmp_p
     assert summary["state"] == "failed" and summary["resumable"]
     assert "missing.yaml" in job.log_path.read_text()
     assert json.loads((job.folder / "exit-1.json").read_text())["returncode"] == 2
+
+
+def test_catalogue_listing_is_lmforge_data_list_of_a_llamafactory_dataset_info(client):
+    from lmforge.data.catalog import load_catalog
+    from tests.integration.runs import REPO
+
+    info = REPO / "examples/data/dataset_info.json"
+    listed = client.post("/api/data/catalog", json={"catalog": str(info)}).json()
+    assert listed["listing"] == load_catalog(info).listing() and "alpaca_en_demo" in listed["names"]
+    missing = client.post("/api/data/catalog", json={"catalog": "nope/x.yaml"}).json()["error"]
+    assert missing.startswith("data.catalog ") and missing.endswith("nope/x.yaml: no such file")

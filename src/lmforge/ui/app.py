@@ -179,6 +179,26 @@ def create_app(
             "error": "\n".join(errors) or (f"exit status {done.returncode}" if done.returncode else None),
         }
 
+    @app.post("/api/data/catalog")
+    async def data_catalog(request: Request) -> dict[str, Any]:
+        """The datasets of a catalogue (ours or a LLaMA-Factory dataset_info.json), as `lmforge data list`."""
+        from lmforge.data.catalog import load_catalog
+        from lmforge.ui.forms import resolve_paths
+
+        body = await request.json()
+        typed = (body.get("catalog") or "").strip()
+        if not typed:
+            raise LmforgeError("data.catalog: fill in a catalogue file (our YAML or a dataset_info.json) first")
+        named = {
+            "data.catalog": typed,
+            **({"data.dataset_dir": body["dataset_dir"]} if body.get("dataset_dir") else {}),
+        }
+        paths = resolve_paths(named, dict(named))
+        if not Path(named["data.catalog"]).is_file():
+            raise LmforgeError(f"data.catalog {named['data.catalog']}: no such file")
+        catalog = load_catalog(named["data.catalog"], named.get("data.dataset_dir"))
+        return {"names": sorted(catalog.entries), "listing": catalog.listing(), "paths": paths}
+
     @app.get("/api/jobs")
     def jobs() -> list[dict[str, Any]]:
         return [job.summary() for job in runner.jobs()]

@@ -322,6 +322,33 @@ async function dataPreview() {
   } catch (e) { $("#data-output").textContent = ""; showMessage(e.message); }
 }
 
+function trainField(section, key) {
+  return document.querySelector(`[data-form="train"][data-section="${section}"][data-key="${key}"]`);
+}
+
+async function listCatalog() {
+  showMessage("");
+  try {
+    const data = await api("/api/data/catalog", {catalog: trainField("data", "catalog").value, dataset_dir: trainField("data", "dataset_dir").value});
+    const box = $("#catalog");
+    box.replaceChildren(renderPaths(data.paths), el("p", {class: "note", text: "Use adds the dataset to the Train form's data.datasets."}));
+    const table = el("table", {class: "catalog"});
+    data.names.forEach((name, i) => {
+      const use = el("button", {text: "Use"});
+      use.addEventListener("click", () => {
+        const field = trainField("data", "datasets");
+        let current = [];
+        try { current = field.value.trim() ? JSON.parse(field.value) : []; } catch (e) { current = [field.value]; }
+        if (!current.includes(name)) current.push(name);
+        field.value = JSON.stringify(current);
+        showMessage("data.datasets = " + field.value, "info");
+      });
+      table.append(el("tr", {}, el("td", {}, use), el("td", {}, el("code", {text: data.listing[i]}))));
+    });
+    box.append(table);
+  } catch (e) { showMessage(e.message); }
+}
+
 // ---- chat ------------------------------------------------------------------------------------------------------
 let conversation = [];
 
@@ -389,6 +416,7 @@ async function init() {
   $("#job-abort").addEventListener("click", async () => { try { await api(`/api/jobs/${encodeURIComponent(current.id)}/abort`, {}); } catch (e) { showMessage(e.message); } });
   $("#job-resume").addEventListener("click", async () => { try { const job = await api(`/api/jobs/${encodeURIComponent(current.id)}/resume`, {}); follow(job.id, "train"); } catch (e) { showMessage(e.message); } });
   $("#data-run").addEventListener("click", dataPreview);
+  $("#catalog-run").addEventListener("click", listCatalog);
   $("#chat-load").addEventListener("click", chatLoad);
   $("#chat-send").addEventListener("click", chatSend);
   $("#chat-clear").addEventListener("click", () => { conversation = []; $("#chat-log").replaceChildren(); });
