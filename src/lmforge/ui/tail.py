@@ -14,6 +14,8 @@ from typing import Any
 
 #: most bytes returned by one read of a text log (the page shows the tail; the rest comes with the next reads)
 MAX_CHUNK = 256 * 1024
+#: most bytes of a JSON Lines log per read: a page opened on a long run gets its whole loss curve in a few reads
+MAX_RECORDS_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass
@@ -45,7 +47,7 @@ def read_new_lines(path: Path, offset: int, max_bytes: int = MAX_CHUNK) -> Chunk
 
 def read_new_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], Chunk]:
     """New JSON objects of a JSON Lines log; a line that is not an object (a crash mid-write) is skipped."""
-    chunk = read_new_lines(path, offset)
+    chunk = read_new_lines(path, offset, MAX_RECORDS_CHUNK)
     records = []
     for line in chunk.lines:
         try:
