@@ -706,6 +706,32 @@ def _add_convert_config(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_convert_config)
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from lmforge.ui.command import run_ui
+
+    run_ui(args.host, args.port, args.jobs_dir, args.auth, args.auth_file, args.abort_grace)
+    return 0
+
+
+def _add_ui(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ui",
+        help="local web app: data preview, train, evaluate, chat, export, runs side by side (docs/ui.md)",
+        description="A web UI over the same commands: forms are generated from the config schema, Start runs "
+        "`lmforge train|eval|export` as a separate process that outlives the page and the UI. Binds 127.0.0.1 by "
+        "default; a non-loopback --host needs --auth USER:PASSWORD (HTTP Basic). See docs/ui.md.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--jobs-dir", default="lmforge-ui", help="folder of the UI's job records (default ./lmforge-ui)")
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="require HTTP Basic authentication with these credentials")
+    p.add_argument("--auth-file", help="read USER:PASSWORD from the first line of this file instead")
+    p.add_argument(
+        "--abort-grace", type=float, default=60.0, help="seconds from Abort's SIGTERM to SIGKILL (default 60)"
+    )
+    p.set_defaults(func=cmd_ui)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_data,
@@ -720,6 +746,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_text2sql,
     _add_convert_config,
     _add_env,
+    _add_ui,
 ]
 
 

@@ -13,8 +13,8 @@ from lmforge.config.schema import (
     ModelConfig,
     PreferenceConfig,
     RLConfig,
+    RunConfig,
 )
-from lmforge.config.stages import STAGE_SPECS
 
 SECTIONS = [("model", ModelConfig), ("data", DataConfig), ("method", MethodConfig)]
 SECTIONS += [("rl (stages ppo, grpo)", RLConfig), ("rl.judge", JudgeConfig)]
@@ -38,22 +38,27 @@ def _default_text(fld: dataclasses.Field) -> str:
     return "required"
 
 
+def field_docs(cls: type) -> list[tuple[str, str, str]]:
+    """(name, default as shown, help) of every key of a config section: what `lmforge train --help` prints and
+    what `lmforge ui` labels its form fields with, so the two cannot drift apart."""
+    return [(fld.name, _default_text(fld), fld.metadata.get("help", "")) for fld in dataclasses.fields(cls)]
+
+
+def key_reference(key: str, default: str, help_text: str, indent: str = "  ") -> str:
+    """One key's entry: `key = default` and its wrapped help."""
+    wrapped = textwrap.wrap(help_text, width=100, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join([f"{indent}{key} = {default}", *wrapped])
+
+
 def section_reference(name: str, cls: type) -> str:
-    lines = [f"{name}:"]
-    for fld in dataclasses.fields(cls):
-        help_text = fld.metadata.get("help", "")
-        head = f"  {fld.name} = {_default_text(fld)}"
-        lines.append(head)
-        lines.extend(textwrap.wrap(help_text, width=100, initial_indent="      ", subsequent_indent="      "))
-    return "\n".join(lines)
+    return "\n".join([f"{name}:", *(key_reference(*doc) for doc in field_docs(cls))])
 
 
 def config_reference() -> str:
     """The full key reference printed by `lmforge train --help`."""
     parts = [
         "Config keys (YAML sections; override any as section.key=value):",
-        "stage = 'sft'\n"
-        + "\n".join(f"      {spec.name}: {spec.summary} (reads {spec.data} rows)" for spec in STAGE_SPECS.values()),
+        key_reference(*field_docs(RunConfig)[0], indent=""),
     ]
     parts += [section_reference(name, cls) for name, cls in SECTIONS]
     parts.append(section_reference("data.datasets[] inline entry", DatasetSpec))

@@ -16,8 +16,9 @@ _RENAMED = {"learning_rate": "lr"}
 class JsonlLogCallback(TrainerCallback):
     """Append one JSON object per log to `trainer_log.jsonl` (rank 0 only).
 
-    Each line holds step, epoch, loss, lr, grad_norm, num_input_tokens_seen, elapsed seconds (since this process
-    started training) plus whatever else was logged (eval_loss, ...). On resume, lines after the checkpoint's step
+    Each line holds step, max_steps (the run's total, for progress displays), epoch, loss, lr, grad_norm,
+    num_input_tokens_seen, elapsed seconds (since this process started training) plus whatever else was logged
+    (eval_loss, ...). On resume, lines after the checkpoint's step
     are dropped first, so the file reads as one run with the replayed steps logged once.
     """
 
@@ -34,7 +35,7 @@ class JsonlLogCallback(TrainerCallback):
     def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        record: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
+        record: dict[str, Any] = {"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch}
         record.update({_RENAMED.get(k, k): v for k, v in logs.items() if k != "epoch"})
         record["num_input_tokens_seen"] = state.num_input_tokens_seen
         record["elapsed"] = round(time.time() - self._start, 3)

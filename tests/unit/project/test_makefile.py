@@ -58,4 +58,7 @@ def test_ci_lints_then_runs_exactly_the_readme_test_command() -> None:
         for line in (ROOT / ".ci/run").read_text().splitlines()
         if line and not line.startswith(("#", "set ", "cd "))
     ]
-    assert ci == ["make lint", "make test"]
+    assert ci[-2:] == ["make lint", "make test"]  # lint, then the test command
+    # before them only the apt step for the browser test's chromium
+    assert not any("make" in line or "pytest" in line for line in ci[:-2])
+    assert "apt-get install -y -qq chromium chromium-driver" in "\n".join(ci)
