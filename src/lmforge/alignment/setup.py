@@ -11,7 +11,13 @@ from lmforge.alignment.objectives import OBJECTIVES, Objective
 from lmforge.alignment.reference import Reference, adapter_reference, frozen_copy_reference, precompute_reference_logps
 from lmforge.alignment.trainer import PreferenceTrainer
 from lmforge.config.schema import RunConfig
-from lmforge.stages.common import save_final_model, store_chat_template, train_to_the_end, wants_final_eval
+from lmforge.stages.common import (
+    final_evaluation,
+    save_final_model,
+    store_chat_template,
+    train_to_the_end,
+    wants_final_eval,
+)
 from lmforge.training.arguments import build_training_arguments
 from lmforge.training.callbacks import JsonlLogCallback
 from lmforge.training.plotting import plot_losses
@@ -92,7 +98,7 @@ def train_and_save(trainer: Any, cfg: RunConfig, resume: bool) -> dict[str, floa
     """As the sft one, without perplexity (a preference loss is no likelihood): train, evaluate, save."""
     metrics = train_to_the_end(trainer, cfg, resume)
     if wants_final_eval(trainer, cfg):
-        eval_metrics = trainer.evaluate()
+        eval_metrics = final_evaluation(trainer)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
