@@ -2,7 +2,7 @@
 #   .venv       the user's environment (lmforge and its locked dependencies), what quickstart and bench run in;
 #   .venv-test  the same plus the test tools and the optional extras the tests exercise (bitsandbytes, galore),
 #               kept apart so that `make test` never changes what `lmforge` loads (and how fast it starts) in .venv.
-#   make quickstart   install, then build a tiny model, pretrain, LoRA-SFT it and chat (offline; ~40 CPU-min)
+#   make quickstart   install, then build a tiny model, pretrain, LoRA-SFT it and chat (offline; <2 CPU-min)
 #   make test         install into .venv-test with the test tools, then run the test suite
 #   make lint         ruff check + format check + mypy (type check with the [tool.mypy] config)
 #   make bench        compare against LLaMA-Factory / TRL on the shared benchmark workloads (../shared/bench)

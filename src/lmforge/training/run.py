@@ -101,12 +101,23 @@ def wants_final_eval(trainer: LmforgeTrainer, cfg: RunConfig) -> bool:
     return trainer.eval_dataset is not None and str(cfg.train.get("eval_strategy", "")).lower() != "no"
 
 
+def final_evaluation(trainer: LmforgeTrainer) -> dict[str, float]:
+    """Metrics of the final weights. If the Trainer already evaluated at the last step (eval_steps dividing
+    max_steps, or eval_strategy epoch), those are the ones: evaluating again would only repeat its cost."""
+    for entry in reversed(trainer.state.log_history):
+        if entry.get("step") != trainer.state.global_step:
+            break
+        if "eval_loss" in entry:
+            return {key: value for key, value in entry.items() if key != "step"}
+    return trainer.evaluate()
+
+
 def train_and_save(trainer: LmforgeTrainer, cfg: RunConfig, resume: bool) -> dict[str, float]:
     """Train (resuming if asked), evaluate (with perplexity when the loss is a likelihood), then write the final
     model, metrics, trainer state and loss plots."""
     metrics = train_to_the_end(trainer, cfg, resume)
     if wants_final_eval(trainer, cfg):  # before save_final_model turns the KV cache back on
-        eval_metrics = trainer.evaluate()
+        eval_metrics = final_evaluation(trainer)
         if trainer.loss_is_likelihood:
             eval_metrics = add_perplexity(eval_metrics)
         trainer.log_metrics("eval", eval_metrics)
