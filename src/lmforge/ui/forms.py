@@ -1,6 +1,6 @@
 """Forms generated from the config schemas, and form values turned back into the exact config the CLI runs.
 
-Every field's label, default and help come from `config.docs.field_docs` (what `lmforge train --help` and
+Every field's label, default and help come from `config.config_reference.field_docs` (what `lmforge train --help` and
 `lmforge eval --help` print) and its widget from the field's type, so a key added to the schema appears in the
 page with its documentation and nothing can drift. The `train:` section is transformers' TrainingArguments, which
 lmforge passes through: the form offers the common keys (TRAIN_KEYS) with transformers' own help text.
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from lmforge.config.docs import field_docs
+from lmforge.config.config_reference import field_docs
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.paths import meant_as_local_path
 
