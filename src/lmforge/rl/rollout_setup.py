@@ -64,7 +64,7 @@ def build_rl_trainer(
         train_dataset=data.train,
         data_collator=prompt_collator,
         processing_class=tokenizer,
-        **trainer_hooks(cfg, model, args),
+        **trainer_hooks(cfg, model, args, policy=policy),
         rl=cfg.rl,
         template=template,
         reward_sources=sources,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,8 +35,10 @@ class LmforgeTrainer(Trainer):
     #: the loss is a token likelihood, so the final evaluation reports perplexity (a preference loss is none)
     loss_is_likelihood = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, after_final_save: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: the tuning method's step after the final save (see methods/method_hooks.py), run by save_final_model
+        self.after_final_save = after_final_save
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
         self.fault_plan: FaultPlan | None = fault_plan_from_env()
