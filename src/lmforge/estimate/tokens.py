@@ -55,6 +55,8 @@ def token_stats(cfg: RunConfig, tokenizer: object) -> TokenStats:
     if spec.is_online_rl:
         from lmforge.data.prompts import build_prompt_datasets
 
+        assert template is not None  # every stage but pt renders with a template
+
         prompts = build_prompt_datasets(cfg, tokenizer, template)
         lengths = sorted((len(ids) + cfg.rl.max_new_tokens for ids in prompts.train["prompt_ids"]), reverse=True)
         return TokenStats(len(lengths), tuple(lengths), lengths[0], True, tuple(lengths))

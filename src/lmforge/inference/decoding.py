@@ -71,7 +71,7 @@ def _virtual_tokens(model: Any, input_ids: torch.Tensor) -> tuple[int, Any, torc
     from transformers import DynamicCache
 
     config = getattr(model, "active_peft_config", None)
-    if not getattr(config, "is_prompt_learning", False):
+    if config is None or not getattr(config, "is_prompt_learning", False):
         return 0, DynamicCache(), None
     rows, virtual = input_ids.shape[0], config.num_virtual_tokens
     if config.peft_type == "PREFIX_TUNING":
@@ -158,8 +158,8 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, tops: list[int]) 
     logp = torch.log_softmax(logits.float(), dim=-1)
     chosen = logp.gather(-1, tokens.to(logp.device)[:, None])[:, 0].tolist()
     k = min(max(tops, default=0), logp.shape[-1])
-    values, ids = logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long())
-    values, ids = values.tolist(), ids.tolist()
+    top_values, top_ids = logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long())
+    values, ids = top_values.tolist(), top_ids.tolist()
     return [
         TokenLogprob(token, lp, tuple(zip(ids[i][:top], values[i][:top], strict=True)))
         for i, (token, lp, top) in enumerate(zip(tokens.tolist(), chosen, tops, strict=True))
@@ -252,7 +252,7 @@ def can_merge(state: BatchState) -> bool:
     """New rows can join a running batch only when every cache layer is a plain growing key/value layer."""
     from transformers.cache_utils import DynamicLayer
 
-    layers = getattr(state.cache, "layers", None)
+    layers = getattr(state.cache, "layers", None) or []
     return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
 
 
