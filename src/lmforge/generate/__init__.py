@@ -1,0 +1,1 @@
+"""Generate training data with a model: Self-Instruct, Self-QA and Self-KG (`lmforge generate`)."""
