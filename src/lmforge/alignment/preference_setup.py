@@ -32,12 +32,13 @@ def load_preference_data(cfg: RunConfig) -> tuple[Any, Any, Any]:
 
 def load_policy(cfg: RunConfig, tokenizer: Any, needs_reference: bool) -> tuple[Any, Reference | None]:
     """The policy with its tuning method applied, and its reference (None for reference-free objectives)."""
+    from lmforge.config.methods import method_spec
     from lmforge.methods import prepare_model
     from lmforge.models.loading import load_model
 
     model = load_model(cfg.model, tokenizer, cfg.method)  # qlora: base weights quantised while loading
     frozen = None
-    if needs_reference and cfg.method.name in ("full", "freeze"):
+    if needs_reference and method_spec(cfg.method.name).reference == "frozen_copy":
         if cfg.pref.reference_model:
             ref_cfg = dataclasses.replace(
                 cfg.model, name_or_path=cfg.pref.reference_model, gradient_checkpointing=False

@@ -6,7 +6,8 @@ import dataclasses
 import importlib.util
 from collections.abc import Callable
 
-from lmforge.config.schema import DATA_FORMATS, METHODS, PROMPT_METHODS, STAGES, MethodConfig, RunConfig
+from lmforge.config.methods import METHOD_SPECS, method_spec, methods_of_kind, option_owners
+from lmforge.config.schema import DATA_FORMATS, STAGES, MethodConfig, RunConfig
 from lmforge.config.stages import STAGE_SPECS, stage_spec
 from lmforge.utils.errors import ConfigError, did_you_mean
 
@@ -19,11 +20,7 @@ def check_stage_known(cfg: RunConfig) -> None:
 
 
 def check_method_known(cfg: RunConfig) -> None:
-    if cfg.method.name not in METHODS:
-        raise ConfigError(
-            f"method.name: unknown method {cfg.method.name!r}{did_you_mean(cfg.method.name, METHODS)}; "
-            f"valid: {', '.join(METHODS)}"
-        )
+    method_spec(cfg.method.name)  # raises, listing the valid names
 
 
 def check_model_given(cfg: RunConfig) -> None:
@@ -78,26 +75,10 @@ def check_interleave_probs(cfg: RunConfig) -> None:
         raise ConfigError(f"data.interleave_probs must sum to 1, got {sum(probs)}")
 
 
-def check_lora_only_options(cfg: RunConfig) -> None:
-    if cfg.model.adapter_name_or_path and cfg.method.name not in ("lora", "qlora"):
-        raise ConfigError(f"model.adapter_name_or_path needs method.name: lora or qlora (got {cfg.method.name!r})")
-
-
-# method option prefix -> the methods that read it (shared adapter keys such as lora_rank are not listed)
-METHOD_OPTION_OWNERS = {
-    "freeze_": ("freeze",),
-    "lora_bias": ("lora", "qlora"),
-    "lora_use_": ("lora", "qlora"),
-    "lora_init": ("lora", "qlora"),
-    "loraplus_": ("lora", "qlora"),
-    "quant_": ("qlora",),
-    "prompt_init_text": ("prompt_tuning",),
-    "prompt_encoder": ("p_tuning", "prefix_tuning"),
-    "prompt_": PROMPT_METHODS,
-    "prefix_": ("prefix_tuning",),
-    "adalora_": ("adalora",),
-    "oft_": ("oft",),
-}
+def check_adapter_continues(cfg: RunConfig) -> None:
+    if cfg.model.adapter_name_or_path and not method_spec(cfg.method.name).continues_adapter:
+        able = " or ".join(s.name for s in METHOD_SPECS.values() if s.continues_adapter)
+        raise ConfigError(f"model.adapter_name_or_path needs method.name: {able} (got {cfg.method.name!r})")
 
 
 def check_method_options_apply(cfg: RunConfig) -> None:
@@ -106,26 +87,24 @@ def check_method_options_apply(cfg: RunConfig) -> None:
     for fld in dataclasses.fields(MethodConfig):
         if getattr(cfg.method, fld.name) == getattr(defaults, fld.name):
             continue
-        owners = next((m for prefix, m in METHOD_OPTION_OWNERS.items() if fld.name.startswith(prefix)), None)
+        owners = option_owners(fld.name)
         if owners is not None and cfg.method.name not in owners:
             raise ConfigError(
                 f"method.{fld.name} is set but method.name is {cfg.method.name!r}; it applies to {', '.join(owners)}"
             )
 
 
-def check_adalora_budget(cfg: RunConfig) -> None:
-    """AdaLoRA prunes from lora_rank down to adalora_target_rank; with nothing to prune its allocator fails."""
-    if cfg.method.name == "adalora" and not 0 < cfg.method.adalora_target_rank < cfg.method.lora_rank:
-        raise ConfigError(
-            f"method.adalora_target_rank ({cfg.method.adalora_target_rank}) must be between 1 and "
-            f"method.lora_rank - 1 ({cfg.method.lora_rank - 1}): adalora starts at lora_rank and prunes down to it"
-        )
+def check_method_values(cfg: RunConfig) -> None:
+    """The method's own rule for its option values (AdaLoRA's rank budget)."""
+    check = method_spec(cfg.method.name).check
+    if check is not None:
+        check(cfg.method)
 
 
 def check_prompt_methods_padded(cfg: RunConfig) -> None:
     """PEFT prepends virtual tokens per batch row; a padding-free or packed row holds many samples, so they would
     share one prompt and attend across sample boundaries."""
-    if cfg.method.name in PROMPT_METHODS and (cfg.data.padding_free or cfg.data.packing):
+    if method_spec(cfg.method.name).needs_padded_rows and (cfg.data.padding_free or cfg.data.packing):
         raise ConfigError(
             f"method.name: {cfg.method.name} puts virtual tokens in front of every batch row, so each row must be "
             "one sample: set data.padding_free: false and data.packing: false (padded batches)"
@@ -154,7 +133,7 @@ def check_optimizer_installed(cfg: RunConfig) -> None:
 def check_half_precision_needs_autocast(cfg: RunConfig) -> None:
     """full/freeze keep trainable weights in fp32 for stable updates, so half-precision weights need autocast."""
     half = {"bfloat16": "bf16", "float16": "fp16"}.get(cfg.model.dtype)
-    if half and cfg.method.name in ("full", "freeze") and not cfg.train.get(half):
+    if half and method_spec(cfg.method.name).trains_model_weights and not cfg.train.get(half):
         raise ConfigError(
             f"model.dtype: {cfg.model.dtype} with method.name: {cfg.method.name} trains fp32 copies of the "
             f"weights; set train.{half}: true (mixed precision) or model.dtype: float32/auto"
@@ -248,9 +227,9 @@ RULES: list[Callable[[RunConfig], None]] = [
     check_packing_options,
     check_streaming_needs_max_steps,
     check_interleave_probs,
-    check_lora_only_options,
+    check_adapter_continues,
     check_method_options_apply,
-    check_adalora_budget,
+    check_method_values,
     check_prompt_methods_padded,
     check_optimizer_installed,
     check_half_precision_needs_autocast,
@@ -266,7 +245,6 @@ def check_config(cfg: RunConfig) -> None:
 
 
 # --- preference stages (the stage table's pair and kto stages) ---
-_WEIGHT_ADAPTERS = ("lora", "qlora", "loha", "lokr", "adalora", "vera", "ia3", "oft")
 
 
 def check_pref_loss_options(cfg: RunConfig) -> None:
@@ -297,9 +275,10 @@ def check_reference_options(cfg: RunConfig) -> None:
         key = "precompute_ref_log_probs" if pref.precompute_ref_log_probs else "reference_model"
         with_ref = [s.name for s in STAGE_SPECS.values() if s.is_preference and s.reference != "none"]
         raise ConfigError(f"pref.{key} needs stage {' or '.join(with_ref)} (stage {cfg.stage} has no reference model)")
-    if pref.reference_model and cfg.method.name not in ("full", "freeze"):
+    if pref.reference_model and method_spec(cfg.method.name).reference != "frozen_copy":
+        copies = " or ".join(s.name for s in METHOD_SPECS.values() if s.reference == "frozen_copy")
         raise ConfigError(
-            f"pref.reference_model needs method.name full or freeze; with {cfg.method.name} the reference is the "
+            f"pref.reference_model needs method.name {copies}; with {cfg.method.name} the reference is the "
             "adapter-disabled model (or the SFT adapter in model.adapter_name_or_path)"
         )
 
@@ -311,10 +290,11 @@ def check_preference_batches(cfg: RunConfig) -> None:
     for key, value in (("data.packing", cfg.data.packing), ("data.streaming", cfg.data.streaming)):
         if value:
             raise ConfigError(f"{key} is not supported by stage {cfg.stage} (pairs are batched padding-free)")
-    if cfg.method.name not in ("full", "freeze", *_WEIGHT_ADAPTERS):
+    if method_spec(cfg.method.name).needs_padded_rows:
         raise ConfigError(
             f"method.name: {cfg.method.name} prepends virtual tokens per padded row; stage {cfg.stage} batches "
-            f"samples padding-free in one row; use full, freeze or a weight adapter ({', '.join(_WEIGHT_ADAPTERS)})"
+            f"samples padding-free in one row; use full, freeze or a weight adapter "
+            f"({', '.join(methods_of_kind('adapter'))})"
         )
     if cfg.data.train_on_prompt:
         raise ConfigError(f"data.train_on_prompt does not apply to stage {cfg.stage}: only responses are scored")

@@ -57,7 +57,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = read_yaml(path) if path else {}
     from lmforge.config.convert import flat_config_hint, looks_flat
 
-    if looks_flat(raw):
+    if path and looks_flat(raw):  # overrides alone cannot be a flat file
         raise ConfigError(flat_config_hint(path, raw))
     raw = apply_overrides(raw, overrides or [])
     cfg = build_dataclass(RunConfig, raw, where="")

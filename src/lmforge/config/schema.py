@@ -10,26 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lmforge.config.methods import METHOD_SPECS, methods_of_kind
 from lmforge.config.stages import STAGE_SPECS, stages_help
 
 STAGES = tuple(STAGE_SPECS)
-METHODS = (
-    "full",
-    "freeze",
-    "lora",
-    "qlora",
-    "prompt_tuning",
-    "p_tuning",
-    "prefix_tuning",
-    "ia3",
-    "loha",
-    "lokr",
-    "adalora",
-    "vera",
-    "oft",
-)
+METHODS = tuple(METHOD_SPECS)
 #: methods that prepend virtual tokens (or per-layer prefixes) to each batch row: they need padded batches
-PROMPT_METHODS = ("prompt_tuning", "p_tuning", "prefix_tuning")
+PROMPT_METHODS = methods_of_kind("prompt")
 DATA_FORMATS = ("alpaca", "sharegpt", "openai", "text", "prompt", "preference", "kto")
 # `train:` keys lmforge reads itself; they are not TrainingArguments fields (transformers 5 dropped
 # `overwrite_output_dir`; we keep its meaning: allow starting a fresh run in a non-empty output_dir).
@@ -126,8 +113,7 @@ class MethodConfig:
 
     name: str = _f(
         "lora",
-        "Tuning method: full | freeze | lora | qlora | prompt_tuning | p_tuning | prefix_tuning | ia3 | loha | "
-        "lokr | adalora | vera | oft.",
+        f"Tuning method: {' | '.join(METHOD_SPECS)}.",
     )
     # freeze
     freeze_trainable_layers: int = _f(2, "freeze: train the last N layers (negative: the first N).")

@@ -15,11 +15,14 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config.schema import DatasetSpec, RunConfig
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
 
 logger = get_logger(__name__)
 # options that change how the work is done, not what it produces (on_bad_row does: skip keeps what error refuses)
@@ -66,7 +69,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-def template_fingerprint(template: Any) -> str:
+def template_fingerprint(template: ChatTemplate | None) -> str:
     if template is None:
         return "none"
     cls = type(template)
@@ -97,7 +100,12 @@ def encoding_code_fingerprint() -> str:
 
 
 def cache_key(
-    cfg: RunConfig, specs: list[DatasetSpec], eval_specs: list[DatasetSpec], tokenizer: Any, template: Any, seed: int
+    cfg: RunConfig,
+    specs: list[DatasetSpec],
+    eval_specs: list[DatasetSpec],
+    tokenizer: Any,
+    template: ChatTemplate | None,
+    seed: int,
 ) -> str:
     from lmforge import __version__
 

@@ -22,6 +22,13 @@ DROP_NO_TRAINED = "no trainable tokens"
 TOO_LONG_REASONS = (DROP_TOO_LONG, DROP_PROMPT_TOO_LONG)  # drops a larger data.cutoff_len would avoid
 
 
+def require_template(template: ChatTemplate | None) -> ChatTemplate:
+    """The template of a stage that renders conversations (every stage but pt has one)."""
+    if template is None:
+        raise DataError("conversations need a chat template to be encoded")
+    return template
+
+
 def has_trained_tokens(labels: list[int]) -> bool:
     """Label 0 never counts: collators mask each sample's first label so no target crosses samples."""
     return labels[1:].count(IGNORE_INDEX) < len(labels) - 1

@@ -59,26 +59,20 @@ def _aux_features() -> dict[str, Any]:
     return {name: _value(dtype) for name, dtype in zip(AUX_COLUMNS, types, strict=True)}
 
 
-def _template(template: ChatTemplate | None) -> ChatTemplate:
-    if template is None:
-        raise DataError("conversations need a chat template to be encoded")
-    return template
-
-
 def _encode_text(docs: list[Any], template: ChatTemplate | None, tokenizer: Any, data: DataConfig) -> list[dict]:
     return [{"input_ids": encode.encode_document(doc, tokenizer)} for doc in docs]
 
 
 def _encode_chat(convs: list[Any], template: ChatTemplate | None, tokenizer: Any, data: DataConfig) -> list[dict]:
-    return encode.encode_conversations(convs, _template(template), tokenizer, data)
+    return encode.encode_conversations(convs, encode.require_template(template), tokenizer, data)
 
 
 def _encode_pairs(pairs: list[Any], template: ChatTemplate | None, tokenizer: Any, data: DataConfig) -> list[dict]:
-    return encode_pairs(pairs, _template(template), tokenizer, data)
+    return encode_pairs(pairs, encode.require_template(template), tokenizer, data)
 
 
 def _encode_kto(examples: list[Any], template: ChatTemplate | None, tokenizer: Any, data: DataConfig) -> list[dict]:
-    return encode_kto(examples, _template(template), tokenizer, data)
+    return encode_kto(examples, encode.require_template(template), tokenizer, data)
 
 
 ENCODERS: dict[str, RowEncoder] = {

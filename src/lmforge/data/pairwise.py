@@ -13,7 +13,7 @@ from typing import Any
 
 from lmforge.config.schema import DataConfig
 from lmforge.data.encode import fit_to_cutoff, with_template_counts
-from lmforge.templates import Encoded
+from lmforge.templates import ChatTemplate, Encoded
 from lmforge.utils.errors import DataError
 
 
@@ -29,7 +29,9 @@ def _assistant_turns(messages: list[dict[str, Any]]) -> int:
     return sum(1 for m in messages if m["role"] == "assistant")
 
 
-def encode_pairs(pairs: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig) -> list[dict[str, Any]]:
+def encode_pairs(
+    pairs: list[dict[str, Any]], template: ChatTemplate, tokenizer: Any, data: DataConfig
+) -> list[dict[str, Any]]:
     """Rows with chosen_/rejected_ input_ids and labels plus the pair's drop/truncation flags."""
     conversations = []
     for pair in pairs:
@@ -59,7 +61,7 @@ def encode_pairs(pairs: list[dict[str, Any]], template: Any, tokenizer: Any, dat
     return rows
 
 
-def encode_kto(examples: list[dict[str, Any]], template: Any, tokenizer: Any, data: DataConfig) -> list[dict]:
+def encode_kto(examples: list[dict[str, Any]], template: ChatTemplate, tokenizer: Any, data: DataConfig) -> list[dict]:
     """Rows with input_ids, labels (only the judged last turn trained), kto_label and prompt_len (the ids before
     the judged response, so the collator can pair prompts with other examples' completions for the KL term)."""
     all_encoded = template.encode_many(tokenizer, [(ex["messages"], ex.get("tools")) for ex in examples])

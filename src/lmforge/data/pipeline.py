@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config.schema import DataConfig, DatasetSpec, RunConfig
 from lmforge.config.stages import stage_spec
@@ -21,6 +21,9 @@ from lmforge.data.formats import iter_conversations
 from lmforge.data.report import BAD_ROWS_FILE, DataReport, DatasetCounts
 from lmforge.utils.errors import DataError
 from lmforge.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
 
 logger = get_logger(__name__)
 
@@ -47,7 +50,9 @@ def convert_source(spec: DatasetSpec, data: DataConfig, stage: str, counts: Data
     return out
 
 
-def _encode_fn(encoder: RowEncoder, spec: DatasetSpec, tokenizer: Any, template: Any, data: DataConfig, rows: list):
+def _encode_fn(
+    encoder: RowEncoder, spec: DatasetSpec, tokenizer: Any, template: ChatTemplate | None, data: DataConfig, rows: list
+):
     """A batched map over the `value` column: document texts (text), or row numbers into `rows` (conversations have
     no single Arrow schema, and a JSON round trip per row cost ~5% of the sft preprocessing time)."""
 
@@ -79,7 +84,7 @@ def encode_source(
     spec: DatasetSpec,
     cfg: RunConfig,
     tokenizer: Any,
-    template: Any,
+    template: ChatTemplate | None,
     counts: DatasetCounts,
     report: DataReport,
     key: str,
@@ -183,7 +188,7 @@ def encode_all(
     specs: list[DatasetSpec],
     cfg: RunConfig,
     tokenizer: Any,
-    template: Any,
+    template: ChatTemplate | None,
     key: str,
     report: DataReport,
     is_train: bool,
@@ -201,7 +206,7 @@ def compute(
     specs: list[DatasetSpec],
     eval_specs: list[DatasetSpec],
     tokenizer: Any,
-    template: Any,
+    template: ChatTemplate | None,
     key: str,
     seed: int,
 ) -> DatasetBundle:
@@ -231,7 +236,9 @@ def write_bad_rows(cfg: RunConfig, bad_rows: list[dict[str, Any]]) -> None:
     logger.warning("skipped %d malformed rows; their line numbers are in %s", len(bad_rows), path)
 
 
-def build_datasets(cfg: RunConfig, tokenizer: Any, template: Any | None, record: bool = True) -> DatasetBundle:
+def build_datasets(
+    cfg: RunConfig, tokenizer: Any, template: ChatTemplate | None, record: bool = True
+) -> DatasetBundle:
     """Training (and evaluation) datasets of encoded rows plus a report of what preprocessing did.
 
     record: log the report and write skipped rows to train.output_dir (a run); `data preview` prints instead and

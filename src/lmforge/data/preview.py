@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import sys
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config.schema import RunConfig
 from lmforge.config.stages import stage_spec
 from lmforge.data.encode import IGNORE_INDEX
 from lmforge.data.pairwise import row_sides
+
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
 
 _GREEN, _RESET = "\033[32m", "\033[0m"
 
@@ -52,7 +55,7 @@ def _load_tokenizer(cfg: RunConfig) -> Any:
     return load_tokenizer(cfg.model)
 
 
-def warn_if_template_differs(template: Any, tokenizer: Any) -> None:
+def warn_if_template_differs(template: ChatTemplate, tokenizer: Any) -> None:
     """The same check as training: a template that renders differently from the tokenizer's own is worth a look."""
     from lmforge.templates import check_template_matches_tokenizer
 

@@ -6,7 +6,7 @@ Nothing is cached and counts are not known ahead of training; unusable rows are 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config.schema import DatasetSpec, RunConfig
 from lmforge.config.stages import stage_spec
@@ -15,25 +15,31 @@ from lmforge.data.formats import iter_conversations
 from lmforge.data.report import DataReport
 from lmforge.utils.errors import DataError
 
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
+
 
 def _conversations(spec: DatasetSpec, cfg: RunConfig) -> Iterator[dict[str, Any]]:
     return iter_conversations(spec, cfg.data, cfg.stage, None, [], streaming=True)
 
 
-def generate_rows(spec: DatasetSpec, cfg: RunConfig, tokenizer: Any, template: Any) -> Iterator[dict[str, Any]]:
+def generate_rows(
+    spec: DatasetSpec, cfg: RunConfig, tokenizer: Any, template: ChatTemplate | None
+) -> Iterator[dict[str, Any]]:
     """Encoded rows of one dataset: sft examples that survive truncation, or pt blocks."""
     if stage_spec(cfg.stage).data == "text":
         docs = (encode.encode_document(c["text"], tokenizer) for c in _conversations(spec, cfg))
         for block in encode.group_blocks(docs, cfg.data.cutoff_len):
             yield {"input_ids": block, "labels": list(block)}
         return
+    chat_template = encode.require_template(template)
     for conv in _conversations(spec, cfg):
-        row = encode.encode_conversation(conv, template, tokenizer, cfg.data)
+        row = encode.encode_conversation(conv, chat_template, tokenizer, cfg.data)
         if not row["_drop"]:
             yield {"input_ids": row["input_ids"], "labels": row["labels"]}
 
 
-def _stream(specs: list[DatasetSpec], cfg: RunConfig, tokenizer: Any, template: Any, seed: int) -> Any:
+def _stream(specs: list[DatasetSpec], cfg: RunConfig, tokenizer: Any, template: ChatTemplate | None, seed: int) -> Any:
     import datasets
 
     from lmforge.data.pipeline import mix
@@ -48,7 +54,12 @@ def _stream(specs: list[DatasetSpec], cfg: RunConfig, tokenizer: Any, template: 
 
 
 def build_streaming(
-    cfg: RunConfig, specs: list[DatasetSpec], eval_specs: list[DatasetSpec], tokenizer: Any, template: Any, seed: int
+    cfg: RunConfig,
+    specs: list[DatasetSpec],
+    eval_specs: list[DatasetSpec],
+    tokenizer: Any,
+    template: ChatTemplate | None,
+    seed: int,
 ) -> Any:
     from lmforge.data.pipeline import DatasetBundle
 

@@ -119,7 +119,9 @@ def estimate_command(
         local = local_device() if measured.device == "cuda" else None
         mfu = flops / local.peak_flops if local else None
         result["measured_flops_per_s"] = flops
-        print(f"  achieved {flops / 1e12:.3g} TFLOP/s" + (f" = MFU {mfu:.2f} on {local.name}" if mfu else ""))
+        print(
+            f"  achieved {flops / 1e12:.3g} TFLOP/s" + (f" = MFU {mfu:.2f} on {local.name}" if local and mfu else "")
+        )
         if mfu:
             result["mfu"] = mfu
             timing = time_lines(inputs, mfu)

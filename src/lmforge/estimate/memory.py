@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lmforge.config.methods import method_spec
 from lmforge.config.schema import RunConfig
 from lmforge.config.stages import stage_spec
 from lmforge.estimate.hardware import human
@@ -95,7 +96,8 @@ def memory_components(
     # --- weights
     weight_bytes = float(sum(shape.bytes_by_dtype.values()))
     formula = " + ".join(f"{human(v)} {k}" for k, v in shape.bytes_by_dtype.items())
-    if cfg.method.name == "qlora":
+    quantised = method_spec(cfg.method.name).quantised_variant_of is not None
+    if quantised:
         base = shape.linear_base_params * b
         if cfg.method.quant_bits == 4:
             quant = shape.linear_base_params * (NF4_BYTES + NF4_CONSTANTS[cfg.method.quant_double])
@@ -172,7 +174,7 @@ def memory_components(
     if shape.dora_weight_params:
         out.append(Component("DoRA weight norms", layers * shape.dora_weight_params * b,
                              "L x adapted weights per block x bytes (W + BA)", "fwd/bwd"))  # fmt: skip
-    if cfg.method.name == "qlora":  # the dequantised weight is what autograd keeps to compute input gradients
+    if quantised:  # the dequantised weight is what autograd keeps to compute input gradients
         kept = layers if not cfg.model.gradient_checkpointing else CPU_CHECKPOINT_LAYERS
         per_block = shape.linear_base_params // max(layers, 1)
         out.append(Component("dequantised weights (saved)", kept * per_block * b,
@@ -206,7 +208,7 @@ def peak_bytes(components: list[Component]) -> float:
 
 def needs_reference_copy(cfg: RunConfig) -> bool:
     """A frozen full copy of the policy is held (dpo/kto/ppo/grpo with full or freeze, not precomputed)."""
-    if cfg.method.name not in ("full", "freeze"):
+    if method_spec(cfg.method.name).reference != "frozen_copy":
         return False
     spec = stage_spec(cfg.stage)
     if spec.is_preference and cfg.pref.precompute_ref_log_probs:

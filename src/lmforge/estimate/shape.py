@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from lmforge.config.methods import method_spec
 from lmforge.config.schema import RunConfig
 
 
@@ -50,7 +51,8 @@ def _meta_model(cfg: RunConfig, dtype: torch.dtype, vocab_rows: int) -> Any:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     resize_embeddings(model, vocab_rows, cfg.model.resize_vocab_multiple)
-    method = dataclasses.replace(cfg.method, name="lora") if cfg.method.name == "qlora" else cfg.method
+    unquantised = method_spec(cfg.method.name).quantised_variant_of  # qlora is priced as lora on a meta model
+    method = dataclasses.replace(cfg.method, name=unquantised) if unquantised else cfg.method
     return prepare_model(model, method, cfg.model)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lmforge.config.schema import PROMPT_METHODS, RunConfig
+from lmforge.config.methods import method_spec
+from lmforge.config.schema import RunConfig
 from lmforge.config.stages import stage_spec
 from lmforge.data.encode import IGNORE_INDEX
 from lmforge.data.pairwise import row_sides
@@ -54,6 +55,8 @@ def token_stats(cfg: RunConfig, tokenizer: object) -> TokenStats:
     if spec.is_online_rl:
         from lmforge.data.prompts import build_prompt_datasets
 
+        assert template is not None  # every stage but pt renders with a template
+
         prompts = build_prompt_datasets(cfg, tokenizer, template)
         lengths = sorted((len(ids) + cfg.rl.max_new_tokens for ids in prompts.train["prompt_ids"]), reverse=True)
         return TokenStats(len(lengths), tuple(lengths), lengths[0], True, tuple(lengths))
@@ -64,8 +67,9 @@ def token_stats(cfg: RunConfig, tokenizer: object) -> TokenStats:
         per_row.append(sum(len(side["input_ids"]) for side in sides))
         trained.append(sum(sum(label != IGNORE_INDEX for label in side["labels"][1:]) for side in sides))
         longest = max(longest, *(len(side["input_ids"]) for side in sides))
-    padded = cfg.method.name in PROMPT_METHODS or not cfg.data.padding_free
-    if cfg.method.name in PROMPT_METHODS:
+    prompt_method = method_spec(cfg.method.name).needs_padded_rows
+    padded = prompt_method or not cfg.data.padding_free
+    if prompt_method:
         per_row = [n + cfg.method.prompt_virtual_tokens for n in per_row]
     order = sorted(range(len(per_row)), key=lambda i: -per_row[i])
     # preference batches send only trained positions through the head (alignment/batches.py: logits_to_keep)

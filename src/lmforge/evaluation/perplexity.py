@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,17 +20,22 @@ from lmforge.data.encode import IGNORE_INDEX
 from lmforge.evaluation.data import EvalSource, require_rows
 from lmforge.utils.errors import DataError
 
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
+
 Row = dict[str, list[int]]
 
 
-def encode_rows(source: EvalSource, stage: str, tokenizer: Any, template: Any, data: DataConfig) -> list[Row]:
+def encode_rows(
+    source: EvalSource, stage: str, tokenizer: Any, template: ChatTemplate | None, data: DataConfig
+) -> list[Row]:
     """sft: masked conversations (drops counted with training's reasons); pt: EOS-joined cutoff_len blocks."""
     if stage == "pt":
         docs = (encode.encode_document(row["text"], tokenizer) for row in source.rows)
         rows = [{"input_ids": b, "labels": list(b)} for b in encode.group_blocks(docs, data.cutoff_len) if len(b) > 1]
     else:
         rows = []
-        for row in _encode_conversations(source, template, tokenizer, data):
+        for row in _encode_conversations(source, encode.require_template(template), tokenizer, data):
             if row["_drop"]:
                 source.counts.drop(row["_drop"])
             else:
@@ -40,7 +45,7 @@ def encode_rows(source: EvalSource, stage: str, tokenizer: Any, template: Any, d
     return rows
 
 
-def _encode_conversations(source: EvalSource, template: Any, tokenizer: Any, data: DataConfig) -> list[dict]:
+def _encode_conversations(source: EvalSource, template: ChatTemplate, tokenizer: Any, data: DataConfig) -> list[dict]:
     """All rows in one batch; on an error, row by row so the message names the row."""
     try:
         return encode.encode_conversations(source.rows, template, tokenizer, data)

@@ -15,11 +15,14 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.export.verify import ExportError
 from lmforge.utils.errors import LmforgeError
 from lmforge.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
 
 logger = get_logger(__name__)
 
@@ -54,7 +57,7 @@ def _cut(text: str, *markers: str) -> list[str]:
     return [*parts, text]
 
 
-def derive_pieces(template: Any, tokenizer: Any, bos_added: bool) -> ChatPieces:
+def derive_pieces(template: ChatTemplate, tokenizer: Any, bos_added: bool) -> ChatPieces:
     """Cut conversations rendered by `template` at marker contents. `bos_added`: llama.cpp adds BOS itself.
 
     The prompt pieces come from the inference renderings (generation prompt included), the reply pieces from the
@@ -119,7 +122,7 @@ def go_template(pieces: ChatPieces) -> str:
     )
 
 
-def check_pieces(pieces: ChatPieces, template: Any, tokenizer: Any, bos_added: bool) -> int:
+def check_pieces(pieces: ChatPieces, template: ChatTemplate, tokenizer: Any, bos_added: bool) -> int:
     """The pieces glued around real messages give the training prompts; returns the number of conversations."""
     conversations = [
         [{"role": "user", "content": "Hi there"}],

@@ -248,7 +248,7 @@ async def stream(job: Job, shape: ReplyShape, model: str, include_usage: bool) -
     }
     extra = {"usage": None} if include_usage else {}
     offsets = [CompletionLogprobs(job.tokenizer) for _ in job.rows]
-    held = [("", [])] * len(job.rows) if job.options.tools else None
+    held: list[tuple[str, list[Any]]] | None = [("", [])] * len(job.rows) if job.options.tools else None
 
     def logprobs_of(index: int, entries: list[TokenLogprob]) -> dict[str, Any] | None:
         if not job.options.logprobs:

@@ -44,9 +44,9 @@ class CompletionLogprobs:
             token = text[entry.token]
             out["tokens"].append(token)
             out["token_logprobs"].append(entry.logprob)
-            top = None
+            top: dict[str, float] | None = None
             if entry.logprob is not None:
-                top: dict[str, float] = {}
+                top = {}
                 for i, lp in [*entry.top, (entry.token, entry.logprob)]:
                     top.setdefault(text[i], lp)  # ids that decode alike (byte pieces): the likeliest one stands
             out["top_logprobs"].append(top)

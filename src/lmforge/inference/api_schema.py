@@ -9,7 +9,7 @@ only by the model's training template.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -249,13 +249,13 @@ class CompletionRequest(SamplingRequest):
             raise _field_error("best_of", message)
         return self
 
-    def prompts(self) -> list[str] | list[list[int]]:
+    def prompts(self) -> list[str | list[int]]:
         """The batch of prompts: strings, or token-id lists."""
         if isinstance(self.prompt, str):
             return [self.prompt]
         if _is_token_id(self.prompt[0]):
-            return [self.prompt]  # type: ignore[list-item]
-        return self.prompt  # type: ignore[return-value]
+            return [cast(list[int], self.prompt)]
+        return cast("list[str | list[int]]", self.prompt)
 
 
 def _field_error(param: str, message: str) -> PydanticCustomError:

@@ -281,7 +281,7 @@ class BatchWorker:
         room = self.max_batch_size - len(live)
         if room <= 0 or not self._pending or not decoding.can_merge(state):
             return live, state
-        newcomers = self._take(wait=False, room=room)
+        newcomers = self._take(wait=False, room=room) or []
         if not newcomers:
             return live, state
         self._current = live + newcomers

@@ -71,7 +71,7 @@ def _virtual_tokens(model: Any, input_ids: torch.Tensor) -> tuple[int, Any, torc
     from transformers import DynamicCache
 
     config = getattr(model, "active_peft_config", None)
-    if not getattr(config, "is_prompt_learning", False):
+    if config is None or not getattr(config, "is_prompt_learning", False):
         return 0, DynamicCache(), None
     rows, virtual = input_ids.shape[0], config.num_virtual_tokens
     if config.peft_type == "PREFIX_TUNING":
@@ -270,7 +270,7 @@ def can_merge(state: BatchState) -> bool:
     """New rows can join a running batch only when every cache layer is a plain growing key/value layer."""
     from transformers.cache_utils import DynamicLayer
 
-    layers = getattr(state.cache, "layers", None)
+    layers = getattr(state.cache, "layers", None) or []
     return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
 
 

@@ -21,9 +21,12 @@ import secrets
 import string
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.inference.api_schema import ApiError, ChatCompletionRequest
+
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
 
 SUPPORTED = "hermes <tool_call> JSON (Qwen, ChatML), Llama-3.1 JSON, Mistral [TOOL_CALLS]"
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.S)
@@ -52,7 +55,7 @@ def detect_format(template_source: str | None) -> str | None:
     return None
 
 
-def tool_use(req: ChatCompletionRequest, template: Any) -> ToolUse | None:
+def tool_use(req: ChatCompletionRequest, template: ChatTemplate) -> ToolUse | None:
     """The request's tool settings, or None when no tools are offered (or tool_choice is "none")."""
     if not req.tools or req.tool_choice == "none":
         return None
@@ -77,7 +80,7 @@ def tool_use(req: ChatCompletionRequest, template: Any) -> ToolUse | None:
     return ToolUse(tools, found, req.parallel_tool_calls is not False)
 
 
-def check_rendered(template: Any, with_tools: list[int], without_tools: list[int]) -> None:
+def check_rendered(template: ChatTemplate, with_tools: list[int], without_tools: list[int]) -> None:
     """A template that renders the same prompt with and without tools ignores them: refuse instead."""
     if with_tools == without_tools:
         raise ApiError(
@@ -126,8 +129,8 @@ def _mistral(text: str) -> tuple[str, list[dict] | None]:
     except json.JSONDecodeError:
         return text, None
     items = items if isinstance(items, list) else [items]
-    calls = [_call(json.dumps(item), "arguments") for item in items]
-    return (before, calls) if calls and all(c is not None for c in calls) else (text, None)
+    calls = [call for item in items if (call := _call(json.dumps(item), "arguments")) is not None]
+    return (before, calls) if calls and len(calls) == len(items) else (text, None)
 
 
 def _call(body: str, arguments_key: str) -> dict[str, Any] | None:

@@ -5,32 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmforge.config.methods import method_spec
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.methods import freeze, full, lora, prompt
-from lmforge.methods import peft_adapters as adapters
-from lmforge.methods.method_table import METHODS
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-METHODS.register("full", full.prepare)
-METHODS.register("freeze", freeze.prepare)
-METHODS.register("lora", lora.prepare)
-METHODS.register("qlora", lora.prepare_qlora)
-METHODS.register("prompt_tuning", prompt.prepare_prompt_tuning)
-METHODS.register("p_tuning", prompt.prepare_p_tuning)
-METHODS.register("prefix_tuning", prompt.prepare_prefix_tuning)
-METHODS.register("ia3", adapters.prepare_ia3)
-METHODS.register("loha", adapters.prepare_loha)
-METHODS.register("lokr", adapters.prepare_lokr)
-METHODS.register("adalora", adapters.prepare_adalora)
-METHODS.register("vera", adapters.prepare_vera)
-METHODS.register("oft", adapters.prepare_oft)
-
 
 def prepare_model(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:
-    """Apply the configured method and log how many parameters will train."""
-    model = METHODS.get(method_cfg.name)(model, method_cfg, model_cfg)
+    """Apply the configured method (its row in the method table names the function) and log how many parameters
+    will train."""
+    model = method_spec(method_cfg.name).load("prepare")(model, method_cfg, model_cfg)
     if method_cfg.neftune_alpha:
         from lmforge.methods.neftune import add_neftune
 
@@ -68,4 +53,4 @@ def format_parameter_count(trainable: int, total: int) -> str:
     return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {share:.4f}"
 
 
-__all__ = ["METHODS", "count_parameters", "format_parameter_count", "prepare_model"]
+__all__ = ["count_parameters", "format_parameter_count", "prepare_model"]

@@ -1,9 +1,9 @@
 """LoRA via PEFT (and its variants DoRA, rsLoRA, PiSSA/OLoRA/LoftQ init), QLoRA on a bitsandbytes-quantised base,
-or continued training of an existing adapter."""
+or continued training of an existing adapter; its training hooks are LoRA+'s optimizer groups and, for PiSSA/OLoRA,
+the conversion of the saved adapter for the original base weights."""
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.methods.method_table import peft_task_type
+from lmforge.methods.method_hooks import FinalSaveHook, MethodHooks, peft_task_type
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 
@@ -20,7 +20,6 @@ logger = get_logger(__name__)
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CONVERTIBLE_INITS = ("pissa", "olora")
-INITIAL_ADAPTER_ATTR = "_lmforge_initial_adapter"
 # our option value -> PEFT's init_lora_weights (True = PEFT's default: Kaiming A, zero B)
 LORA_INIT: dict[str, Any] = {
     "default": True,
@@ -39,34 +38,62 @@ def prepare(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any
         folder = check_adapter_folder(model_cfg.adapter_name_or_path)
         logger.info("%s: continuing training of the adapter in %s (its own settings apply)", method_cfg.name, folder)
         return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
-    peft_model = get_peft_model(model, lora_config(model, method_cfg))
-    if method_cfg.lora_init in CONVERTIBLE_INITS:
-        _remember_initial_adapter(peft_model)
-    return peft_model
+    return get_peft_model(model, lora_config(model, method_cfg))
 
 
-def _remember_initial_adapter(peft_model: Any) -> None:
+def training_hooks(method_cfg: MethodConfig, model: Any, args: Any, policy: Any) -> MethodHooks:
+    """LoRA+ optimizer groups (when asked) and the PiSSA/OLoRA conversion after the final save."""
+    return MethodHooks(
+        optimizers=loraplus_optimizer(method_cfg, model, args), after_final_save=original_base_conversion(policy)
+    )
+
+
+def loraplus_optimizer(method_cfg: MethodConfig, model: Any, args: Any) -> tuple[Any, Any]:
+    """(optimizer, scheduler) for the Trainer: LoRA+ groups when asked, else (None, None) = Trainer's default.
+
+    LoRA+ (Hayou et al. 2024) trains B with lr x loraplus_lr_ratio; the optimizer class and its arguments are the
+    ones `train.optim` selects, so LoRA+ composes with adamw_torch, adamw_8bit, etc."""
+    if method_cfg.loraplus_lr_ratio is None:
+        return None, None
+    from peft.optimizers import create_loraplus_optimizer
+    from transformers import Trainer
+
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    if "optim_target_modules" in str(args.optim) or "galore" in str(args.optim):
+        raise ConfigError("method.loraplus_lr_ratio cannot be combined with train.optim: galore_* (both set groups)")
+    kwargs = {k: v for k, v in kwargs.items() if k != "lr"}
+    optimizer = create_loraplus_optimizer(
+        model,
+        optimizer_cls,
+        lr=args.learning_rate,
+        loraplus_lr_ratio=method_cfg.loraplus_lr_ratio,
+        loraplus_weight_decay=args.weight_decay,
+        **kwargs,
+    )
+    logger.info("LoRA+: lr %g for A, %g for B", args.learning_rate, args.learning_rate * method_cfg.loraplus_lr_ratio)
+    return optimizer, None
+
+
+def original_base_conversion(policy: Any) -> FinalSaveHook | None:
     """PiSSA/OLoRA move the adapter's initial part out of the base weights (W_res = W - B0 A0), so the trained
-    adapter only fits that residual base. Keeping (A0, B0) lets the final save convert it into a plain LoRA
-    (rank 2r) for the *original* base, which chat, serve and export load."""
-    folder = tempfile.mkdtemp(prefix="lmforge-lora-init-")
-    config = peft_model.peft_config["default"]
+    adapter only fits that residual base. Keeping (A0, B0), saved now before any step, lets the final save be
+    rewritten as a plain LoRA (rank 2r) for the *original* base, which chat, serve and export load. The
+    initialisation is read from the live PEFT config: an adapter loaded to continue training was already converted
+    (PEFT saves it with init_lora_weights true) and is left as it is."""
+    config = getattr(policy, "peft_config", {}).get("default")
+    if config is None or str(config.init_lora_weights) not in CONVERTIBLE_INITS:
+        return None
+    initial = tempfile.TemporaryDirectory(prefix="lmforge-lora-init-")  # removed after the conversion (or at exit)
     init, config.init_lora_weights = config.init_lora_weights, True  # saved as a plain LoRA, as PEFT documents
-    peft_model.save_pretrained(folder)
+    policy.save_pretrained(initial.name)
     config.init_lora_weights = init
-    setattr(peft_model, INITIAL_ADAPTER_ATTR, folder)
 
+    def convert(output_dir: str) -> None:
+        with initial:
+            policy.save_pretrained(output_dir, path_initial_model_for_weight_conversion=initial.name)
+        logger.info("saved the adapter converted for the original base weights (rank 2r; PiSSA/OLoRA residual undone)")
 
-def save_for_original_base(model: Any, output_dir: str) -> bool:
-    """Re-save a PiSSA/OLoRA adapter converted to apply to the original base weights; False for other models."""
-    folder = getattr(model, INITIAL_ADAPTER_ATTR, None)
-    if folder is None:
-        return False
-    model.save_pretrained(output_dir, path_initial_model_for_weight_conversion=folder)
-    shutil.rmtree(folder, ignore_errors=True)
-    delattr(model, INITIAL_ADAPTER_ATTR)
-    logger.info("saved the adapter converted for the original base weights (rank 2r; PiSSA/OLoRA residual undone)")
-    return True
+    return convert
 
 
 def prepare_qlora(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:

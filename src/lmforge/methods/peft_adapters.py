@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from transformers import TrainerCallback
+
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.methods.lora import _check_modules_to_save, lora_alpha, lora_targets
-from lmforge.methods.method_table import peft_task_type
+from lmforge.methods.method_hooks import MethodHooks, peft_task_type
 from lmforge.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 # IA3 scales the *input* of feed-forward output projections (their activations), the output of the others.
 FEEDFORWARD_NAMES = {"down_proj", "fc2", "w2", "dense_4h_to_h", "c_proj"}
-# AdaLoRA's schedule, as fractions of the run's optimizer steps (set when training starts, see callbacks.py)
+# AdaLoRA's schedule, as fractions of the run's optimizer steps (set when training starts by AdaLoraCallback)
 ADALORA_TINIT, ADALORA_TFINAL = 0.1, 0.2
 ADALORA_PLACEHOLDER_STEPS = 1000  # PEFT refuses total_step None; the real count is set at train begin
 
@@ -83,6 +85,34 @@ def prepare_adalora(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig
         total_step=ADALORA_PLACEHOLDER_STEPS,
     )
     return get_peft_model(model, config)
+
+
+def adalora_hooks(method_cfg: MethodConfig, model: Any, args: Any, policy: Any) -> MethodHooks:
+    return MethodHooks(callbacks=[AdaLoraCallback()])
+
+
+class AdaLoraCallback(TrainerCallback):
+    """Give AdaLoRA the run's real step count, then call its budget allocation after every optimizer step.
+
+    PEFT documents the order: backward, optimizer.step, update_and_allocate(step), zero_grad; `on_optimizer_step`
+    runs right after optimizer.step while the gradients (its importance scores) are still there."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        config = _adalora_model(model).peft_config["default"]
+        total = max(int(state.max_steps), 1)
+        config.total_step = total
+        config.tinit = int(ADALORA_TINIT * total)
+        config.tfinal = int(ADALORA_TFINAL * total)
+        logger.info("adalora: %d steps, rank budget from step %d to %d", total, config.tinit, total - config.tfinal)
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        _adalora_model(model).update_and_allocate(state.global_step)
+
+
+def _adalora_model(model: Any) -> Any:
+    """The AdaLoraModel inside the (possibly DDP-wrapped) PeftModel."""
+    model = getattr(model, "module", model)
+    return model.base_model
 
 
 def prepare_vera(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:

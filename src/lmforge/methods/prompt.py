@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.methods.method_table import peft_task_type
+from lmforge.methods.method_hooks import peft_task_type
 
 
 def _common(model: Any, method_cfg: MethodConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import yaml
 from torch import nn
 
 from lmforge.config.loading import build_dataclass
+from lmforge.config.methods import method_spec
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
@@ -47,7 +48,7 @@ def compute_dtype(method_cfg: MethodConfig, model_cfg: ModelConfig) -> torch.dty
 
 def quantization_config(method_cfg: MethodConfig | None, model_cfg: ModelConfig) -> Any:
     """transformers' BitsAndBytesConfig for a qlora run; None for every other method."""
-    if method_cfg is None or method_cfg.name != "qlora":
+    if method_cfg is None or method_spec(method_cfg.name).quantised_variant_of is None:
         return None
     require_bitsandbytes("method.name: qlora")
     from transformers import BitsAndBytesConfig
@@ -116,7 +117,7 @@ def quantized_training(adapter: str) -> MethodConfig | None:
         return None
     raw = yaml.safe_load(snapshot.read_text(encoding="utf-8")) or {}
     method = build_dataclass(MethodConfig, raw.get("method") or {}, "method")
-    return method if method.name == "qlora" else None
+    return method if method_spec(method.name).quantised_variant_of is not None else None
 
 
 def use_dequantized_base(base_model: Any, base: str, method: MethodConfig) -> int:

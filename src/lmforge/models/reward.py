@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +24,9 @@ from lmforge.models.loading import (
     load_model,
 )
 from lmforge.utils.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
 
 REWARD_INFO = "reward_model.json"
 SCORE_BATCH_TOKENS = 8192  # tokens per scoring forward (one padding-free row)
@@ -64,7 +67,7 @@ class RewardModel:
 
     model: Any
     tokenizer: Any
-    template: Any
+    template: ChatTemplate
 
     @torch.no_grad()
     def score(self, sequences: list[list[int]]) -> torch.Tensor:

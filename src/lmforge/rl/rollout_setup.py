@@ -19,12 +19,13 @@ from lmforge.utils.logging import get_logger
 logger = get_logger(__name__)
 
 
-def load_reference(cfg: RunConfig, tokenizer: Any, policy: Any) -> Any | None:
+def load_reference(cfg: RunConfig, tokenizer: Any) -> Any | None:
     """The KL reference: None when the policy is a fresh adapter (the adapter-disabled policy is the reference),
     otherwise a frozen copy of the starting model (full/freeze, or base + the adapter training continues from)."""
+    from lmforge.config.methods import method_spec
     from lmforge.models.loading import load_model
 
-    if hasattr(policy, "peft_config") and not cfg.model.adapter_name_or_path:
+    if method_spec(cfg.method.name).reference == "adapter_disabled" and not cfg.model.adapter_name_or_path:
         logger.info("reference model: the policy with its adapter disabled")
         return None
     reference = load_model(cfg.model, tokenizer)
@@ -57,14 +58,14 @@ def build_rl_trainer(
     policy = prepare_model(load_model(cfg.model, tokenizer, cfg.method), cfg.method, cfg.model)
     policy.config.use_cache = True  # generation inside the step; the training forward passes use_cache=False
     uses_reference = stage_spec(cfg.stage).needs_reference(cfg.rl.beta)
-    reference = load_reference(cfg, tokenizer, policy) if uses_reference else None
+    reference = load_reference(cfg, tokenizer) if uses_reference else None
     model = wrap(policy) if wrap is not None else policy
     return trainer_cls(
         model=model,
         train_dataset=data.train,
         data_collator=prompt_collator,
         processing_class=tokenizer,
-        **trainer_hooks(cfg, model, args),
+        **trainer_hooks(cfg, model, args, policy=policy),
         rl=cfg.rl,
         template=template,
         reward_sources=sources,

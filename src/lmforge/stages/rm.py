@@ -11,6 +11,7 @@ import dataclasses
 
 from transformers import TrainingArguments
 
+from lmforge.config.methods import method_spec
 from lmforge.config.schema import MethodConfig, RunConfig
 from lmforge.training.run import train_and_save
 
@@ -20,7 +21,7 @@ SCORE_HEAD = "score"
 def reward_method(method: MethodConfig) -> MethodConfig:
     """The configured method with the new score head trainable: freeze lists it as an extra module (full trains
     everything; PEFT's sequence-classification wrapper puts it in modules_to_save itself)."""
-    if method.name == "freeze":
+    if method_spec(method.name).kind == "partial":
         return dataclasses.replace(method, freeze_extra_modules=[*method.freeze_extra_modules, SCORE_HEAD])
     return method
 

@@ -53,7 +53,9 @@ def canonical(sql: dict[str, Any], schema: DbSchema, fk_map: dict[str, str]) -> 
     """Values masked, DISTINCT dropped, FK-linked columns of the FROM tables mapped to one representative."""
     tables = {u[1][2:-2] for u in sql["from"]["table_units"] if u[0] == "table_unit"}
     valid = {f"__{t}.{c}__" for t, cols in schema.lower_map().items() if t in tables for c in cols}
-    return _columns(_mask_values(sql), valid, fk_map)
+    canonical_sql = _columns(_mask_values(sql), valid, fk_map)
+    assert canonical_sql is not None  # a query in, a query out (None only stands for an absent nested query)
+    return canonical_sql
 
 
 def _mask_values(sql: dict[str, Any] | None) -> dict[str, Any] | None:

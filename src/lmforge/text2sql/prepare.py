@@ -11,14 +11,18 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lmforge.data.encode import require_template
 from lmforge.text2sql.examples import Example, read_examples
 from lmforge.text2sql.fit import fit_blocks
 from lmforge.text2sql.prompts import PromptSettings, blocks_for, messages_for
 from lmforge.text2sql.schema import DbSchema, schema_for
+
+if TYPE_CHECKING:
+    from lmforge.templates import ChatTemplate
 
 PROMPT_FILE = "text2sql_prompt.json"
 
@@ -42,7 +46,7 @@ class PromptBuilder:
         settings: PromptSettings,
         db_dir: str | None,
         tokenizer: Any = None,
-        template: Any = None,
+        template: ChatTemplate | None = None,
         cutoff_len: int | None = None,
     ) -> None:
         self.schemas, self.settings, self.db_dir = schemas, settings, db_dir
@@ -55,11 +59,12 @@ class PromptBuilder:
         if example.db_id not in self._blocks:
             self._blocks[example.db_id] = blocks_for(schema, self.settings, self.db_dir)
 
-        def length(blocks: list[Any]) -> int:
+        def length(blocks: list[Any]) -> int:  # called only with a cutoff, which comes with tokenizer and template
+            template = require_template(self.template)
             messages = messages_for(example, schema, blocks, self.settings, with_answer)
             if with_answer:
-                return len(self.template.encode(self.tokenizer, messages).input_ids)
-            return len(self.template.encode_prompt(self.tokenizer, messages))
+                return len(template.encode(self.tokenizer, messages).input_ids)
+            return len(template.encode_prompt(self.tokenizer, messages))
 
         fitted = fit_blocks(self._blocks[example.db_id], length, self.cutoff_len, example.query if with_answer else "")
         report.examples += 1

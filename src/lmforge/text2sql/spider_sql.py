@@ -21,10 +21,10 @@ from lmforge.text2sql.schema import DbSchema
 AGG_OPS = ("none", "max", "min", "count", "sum", "avg")
 WHERE_OPS = ("not", "between", "=", ">", "<", ">=", "<=", "!=", "in", "like", "is", "exists")
 UNIT_OPS = ("none", "-", "+", "*", "/")
-_AGGS = {exp.Max: 1, exp.Min: 2, exp.Count: 3, exp.Sum: 4, exp.Avg: 5}
-_COMPARE = {exp.EQ: 2, exp.GT: 3, exp.LT: 4, exp.GTE: 5, exp.LTE: 6, exp.NEQ: 7}
-_ARITH = {exp.Sub: 1, exp.Add: 2, exp.Mul: 3, exp.Div: 4}
-_SET_OPS = {exp.Intersect: "intersect", exp.Union: "union", exp.Except: "except"}
+_AGGS: dict[type[exp.Expression], int] = {exp.Max: 1, exp.Min: 2, exp.Count: 3, exp.Sum: 4, exp.Avg: 5}
+_COMPARE: dict[type[exp.Expression], int] = {exp.EQ: 2, exp.GT: 3, exp.LT: 4, exp.GTE: 5, exp.LTE: 6, exp.NEQ: 7}
+_ARITH: dict[type[exp.Expression], int] = {exp.Sub: 1, exp.Add: 2, exp.Mul: 3, exp.Div: 4}
+_SET_OPS: dict[type[exp.Expression], str] = {exp.Intersect: "intersect", exp.Union: "union", exp.Except: "except"}
 
 
 class SqlParseError(ValueError):
@@ -42,7 +42,7 @@ def parse_sql_tree(sql: str) -> exp.Expression:
         trees = [t for t in sqlglot.parse(fix_spaced_operators(sql), read="sqlite") if t is not None]
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as exc:
         raise SqlParseError(f"unparsable SQL: {str(exc).splitlines()[0]}") from None
-    if len(trees) != 1:
+    if len(trees) != 1 or not isinstance(trees[0], exp.Expression):
         raise SqlParseError(f"expected one SQL statement, found {len(trees)}")
     return trees[0]
 

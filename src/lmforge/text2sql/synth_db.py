@@ -49,7 +49,9 @@ def gold_literals(queries: list[str], schema: DbSchema) -> dict[tuple[str, str],
             aliases = {t.alias_or_name.lower(): t.name.lower() for t in tree.find_all(exp.Table)}
             for node in tree.find_all(exp.Binary, exp.Between, exp.In):
                 columns = [c for c in (node.this, node.args.get("expression")) if isinstance(c, exp.Column)]
-                values = [v for v in node.find_all(exp.Literal) if v.parent is node or isinstance(v.parent, exp.Paren)]
+                values: list[Any] = [
+                    v for v in node.find_all(exp.Literal) if v.parent is node or isinstance(v.parent, exp.Paren)
+                ]
                 values += [*list(node.args.get("expressions") or []), node.args.get("low"), node.args.get("high")]
                 literals = [_literal(v, isinstance(node, exp.Like)) for v in values if isinstance(v, exp.Literal)]
                 literals += [c.name for c in columns if c.this.args.get("quoted") and not c.table]

@@ -42,13 +42,23 @@ def store_chat_template(tokenizer: Any, template: ChatTemplate, template_name: s
         logger.info("stored the %r chat template in the tokenizer", template_name)
 
 
-def trainer_hooks(cfg: RunConfig, model: Any, args: TrainingArguments) -> dict[str, Any]:
-    """Trainer keyword arguments every stage passes: the JSONL log, the tuning method's callbacks (AdaLoRA) and
-    its optimizer (LoRA+ groups; (None, None) = the Trainer's default)."""
-    from lmforge.methods.training import method_callbacks, method_optimizers
+def trainer_hooks(cfg: RunConfig, model: Any, args: TrainingArguments, policy: Any = None) -> dict[str, Any]:
+    """Trainer keyword arguments every stage passes: the JSONL log and the tuning method's hooks (its method-table
+    row names them: AdaLoRA's callback, LoRA+'s optimizer groups, PiSSA/OLoRA's conversion after the final save).
 
-    callbacks: list[TrainerCallback] = [JsonlLogCallback(cfg.output_dir), *method_callbacks(cfg.method)]
-    return {"args": args, "callbacks": callbacks, "optimizers": method_optimizers(cfg.method, model, args)}
+    policy: the prepared model inside `model` when the trainer trains a wrapper of it (PPO's value head)."""
+    from lmforge.config.methods import method_spec
+    from lmforge.methods.method_hooks import MethodHooks
+
+    factory = method_spec(cfg.method.name).load("hooks")
+    hooks = factory(cfg.method, model, args, model if policy is None else policy) if factory else MethodHooks()
+    callbacks: list[TrainerCallback] = [JsonlLogCallback(cfg.output_dir), *hooks.callbacks]
+    return {
+        "args": args,
+        "callbacks": callbacks,
+        "optimizers": hooks.optimizers,
+        "after_final_save": hooks.after_final_save,
+    }
 
 
 def build_trainer(
@@ -138,8 +148,6 @@ def save_final_model(trainer: LmforgeTrainer, output_dir: str) -> None:
     if config is not None:
         config.use_cache = True
     trainer.save_model(output_dir)
-    if trainer.is_world_process_zero():
-        from lmforge.methods.lora import save_for_original_base
-
-        save_for_original_base(model, output_dir)  # PiSSA/OLoRA: an adapter for the original base weights
+    if trainer.is_world_process_zero() and trainer.after_final_save is not None:
+        trainer.after_final_save(output_dir)  # the method's own finishing step (PiSSA/OLoRA: for the original base)
     logger.info("saved the final %s to %s", "adapter" if hasattr(model, "peft_config") else "model", output_dir)

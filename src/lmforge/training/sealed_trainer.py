@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +25,7 @@ from lmforge.training import resume_state
 from lmforge.training.checkpoints import STAGING_SUFFIX, rotate_checkpoints, seal_checkpoint
 from lmforge.training.faults import FaultCallback, FaultPlan, fault_plan_from_env, maybe_kill_during_save
 from lmforge.training.signals import GracefulStop
+from lmforge.utils.errors import CheckpointError
 
 TRAINER_STATE_NAME = "trainer_state.json"
 
@@ -34,8 +36,10 @@ class LmforgeTrainer(Trainer):
     #: the loss is a token likelihood, so the final evaluation reports perplexity (a preference loss is none)
     loss_is_likelihood = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, after_final_save: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: the tuning method's step after the final save (see methods/method_hooks.py), run by save_final_model
+        self.after_final_save = after_final_save
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
         self.fault_plan: FaultPlan | None = fault_plan_from_env()
@@ -87,8 +91,9 @@ class LmforgeTrainer(Trainer):
             super()._save_optimizer_and_scheduler(output_dir)
             return
         if self.args.should_save:
-            resume_state.save_state(output_dir, resume_state.OPTIMIZER, self.optimizer.state_dict())
-            resume_state.save_state(output_dir, resume_state.SCHEDULER, self.lr_scheduler.state_dict())
+            optimizer, scheduler = self._optimizer_and_scheduler()
+            resume_state.save_state(output_dir, resume_state.OPTIMIZER, optimizer.state_dict())
+            resume_state.save_state(output_dir, resume_state.SCHEDULER, scheduler.state_dict())
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         if checkpoint is None or not self._own_format():
@@ -96,10 +101,20 @@ class LmforgeTrainer(Trainer):
             return
         resume_state.refuse_pickled_state(checkpoint)
         device = self.args.device if self.args.world_size > 1 and self.args.device.type != "cpu" else "cpu"
-        optimizer = resume_state.load_state(checkpoint, resume_state.OPTIMIZER, device)
-        if optimizer is not None:
-            self.optimizer.load_state_dict(optimizer)
-            self.lr_scheduler.load_state_dict(resume_state.load_state(checkpoint, resume_state.SCHEDULER))
+        optimizer_state = resume_state.load_state(checkpoint, resume_state.OPTIMIZER, device)
+        if optimizer_state is not None:
+            scheduler_state = resume_state.load_state(checkpoint, resume_state.SCHEDULER)
+            if scheduler_state is None:
+                raise CheckpointError(f"{checkpoint} has the optimizer state but no {resume_state.SCHEDULER} state")
+            optimizer, scheduler = self._optimizer_and_scheduler()
+            optimizer.load_state_dict(optimizer_state)
+            scheduler.load_state_dict(scheduler_state)
+
+    def _optimizer_and_scheduler(self) -> tuple[Any, Any]:
+        """Both exist once training has started, the only time checkpoints are written or read."""
+        if self.optimizer is None or self.lr_scheduler is None:
+            raise RuntimeError("the optimizer and scheduler are created when training starts")
+        return self.optimizer, self.lr_scheduler
 
     def _save_scaler(self, output_dir: str) -> None:
         scaler = getattr(self.accelerator, "scaler", None)
@@ -108,7 +123,9 @@ class LmforgeTrainer(Trainer):
 
     def _load_scaler(self, checkpoint: str | None) -> None:
         scaler = getattr(self.accelerator, "scaler", None)
-        state = resume_state.load_state(checkpoint, resume_state.SCALER) if checkpoint and scaler else None
+        if scaler is None or not checkpoint:
+            return
+        state = resume_state.load_state(checkpoint, resume_state.SCALER)
         if state is not None:
             scaler.load_state_dict(state)
 
@@ -117,7 +134,7 @@ class LmforgeTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if not self.args.should_save:  # only the writing rank (rank 0) saves, as upstream
             return
-        folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+        folder = Path(output_dir or self.args.output_dir or ".")
         (folder / "training_args.bin").unlink(missing_ok=True)
         (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
 

@@ -60,7 +60,7 @@ def test_valid_config_passes_every_rule() -> None:
             "must sum to 1",
         ),
         (
-            checks.check_lora_only_options,
+            checks.check_adapter_continues,
             make(model={"adapter_name_or_path": "a"}, method={"name": "full"}),
             "needs method.name: lora",
         ),

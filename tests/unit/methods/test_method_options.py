@@ -12,8 +12,8 @@ from torch import nn
 from lmforge.config import checks
 from lmforge.config.loading import build_dataclass
 from lmforge.config.schema import MethodConfig, ModelConfig, RunConfig
+from lmforge.methods.lora import loraplus_optimizer
 from lmforge.methods.neftune import NeftuneHook, add_neftune, sample_lengths
-from lmforge.methods.training import method_optimizers
 from lmforge.models import quantization
 from lmforge.utils.errors import ConfigError
 
@@ -49,7 +49,7 @@ def make(method: dict, data: dict | None = None, train: dict | None = None) -> R
             "applies to prompt_tuning, p_tuning, prefix_tuning",
         ),
         (
-            checks.check_adalora_budget,
+            checks.check_method_values,
             make({"name": "adalora", "lora_rank": 4, "adalora_target_rank": 4}),
             r"adalora_target_rank \(4\) must be between 1 and method.lora_rank - 1 \(3\)",
         ),
@@ -157,7 +157,7 @@ def test_loraplus_gives_b_a_larger_learning_rate(tiny_model_dir: Path) -> None:
 
     model = prepared(tiny_model_dir, MethodConfig(name="lora", lora_rank=2, loraplus_lr_ratio=16.0))
     args = TrainingArguments(output_dir="unused", learning_rate=1e-4, weight_decay=0.0, report_to="none")
-    optimizer, scheduler = method_optimizers(MethodConfig(name="lora", loraplus_lr_ratio=16.0), model, args)
+    optimizer, scheduler = loraplus_optimizer(MethodConfig(name="lora", loraplus_lr_ratio=16.0), model, args)
     assert scheduler is None
     by_lr: dict[float, set[str]] = {}
     names = {id(p): n for n, p in model.named_parameters()}
@@ -166,7 +166,7 @@ def test_loraplus_gives_b_a_larger_learning_rate(tiny_model_dir: Path) -> None:
     assert {n.split(".")[-3] for n in by_lr[1e-4]} == {"lora_A"}
     assert {n.split(".")[-3] for n in by_lr[1.6e-3]} == {"lora_B"}
     assert set().union(*by_lr.values()) == trainable_names(model)
-    assert method_optimizers(MethodConfig(name="lora"), model, args) == (None, None)  # default: Trainer's own
+    assert loraplus_optimizer(MethodConfig(name="lora"), model, args) == (None, None)  # default: Trainer's own
 
 
 def test_qlora_without_bitsandbytes_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

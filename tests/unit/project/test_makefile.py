@@ -43,6 +43,17 @@ def test_make_quickstart_never_installs_test_tools_or_extras() -> None:
     assert any(c.endswith("-r requirements/lock.txt") and c.startswith(".venv/bin/python") for c in commands)
 
 
+def test_make_lint_runs_ruff_check_format_check_and_pinned_mypy() -> None:
+    commands = dry_run("lint")[-3:]
+    assert commands == [
+        ".venv-test/bin/ruff check src tests bench examples",
+        ".venv-test/bin/ruff format --check src tests bench examples",
+        ".venv-test/bin/mypy src",
+    ]
+    pins = (ROOT / "requirements/lock-dev.txt").read_text().splitlines()
+    assert any(line.startswith("mypy==") for line in pins)
+
+
 def test_lock_keeps_bitsandbytes_out_of_the_user_environment() -> None:
     lock = (ROOT / "requirements/lock.txt").read_text()
     assert "bitsandbytes" not in lock and "bitsandbytes" in (ROOT / "requirements/lock-dev.txt").read_text()
