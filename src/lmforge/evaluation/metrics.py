@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_CJK = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+)")
+CJK_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+)")
 _WORD = re.compile(r"\w+|[^\w\s]")
 METRIC_NAMES = ("bleu-4", "rouge-1", "rouge-2", "rouge-l")
 
@@ -32,7 +32,7 @@ def tokenize(text: str, non_cjk: Callable[[str], list[str]] = _words_and_punctua
     """Word tokens: jieba words for CJK runs; `non_cjk` splits the text between them (by default into lower-cased
     word and punctuation tokens; the generate near-duplicate filter passes rouge_score's alphanumeric words)."""
     tokens: list[str] = []
-    for k, part in enumerate(_CJK.split(text)):
+    for k, part in enumerate(CJK_RUN.split(text)):
         if k % 2 == 1:
             tokens.extend(w for w in _jieba().lcut(part) if w.strip())
         else:
