@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lmforge.generate import self_instruct_prompts as si
+from lmforge.generate import self_qa as qa
+from lmforge.generate.documents import Document, chunk_documents
 from lmforge.generate.seeds import load_seed_tasks
 from lmforge.train import run_training
 from tests.integration.runs import REPO, load, write_config
@@ -41,7 +44,30 @@ def self_instruct_rows() -> list[tuple[str, str]]:
     return rows
 
 
-def train_generator(folder: Path, base: Path, rows: list[tuple[str, str]], steps: int = 200) -> Path:
+QA_TEXT = (
+    "Marie Curie was a physicist and chemist who was born in Warsaw in 1867. She won the Nobel Prize in Physics in "
+    "1903 and the Nobel Prize in Chemistry in 1911.\n"
+)
+QUESTIONS_PER_CHUNK = 4
+QA_QUESTIONS_REPLY = (
+    "1. Where was Marie Curie born?\n2. What does the passage say about her prizes?\n3. Marie Curie won two prizes."
+    "\n4. Where was Marie Curie born?"
+)
+QA_ANSWERS = {"Where was Marie Curie born?": "Marie Curie was born in Warsaw, in 1867."}
+
+
+def self_qa_rows(tokenizer: Any) -> list[tuple[str, str]]:
+    """The question prompt of QA_TEXT's one chunk (as the pipeline cuts it) and the answer prompt of its question."""
+    (chunk,) = chunk_documents([Document("curie.txt", QA_TEXT, "curie.txt")], tokenizer, 256, 16)
+    rows = [(qa.questions_prompt(chunk.text, QUESTIONS_PER_CHUNK), QA_QUESTIONS_REPLY)] * 4
+    return rows + [(qa.answer_prompt(chunk.text, q), a) for q, a in QA_ANSWERS.items()] * 4
+
+
+def generator_rows(tokenizer: Any) -> list[tuple[str, str]]:
+    return self_instruct_rows() + self_qa_rows(tokenizer)
+
+
+def train_generator(folder: Path, base: Path, rows: list[tuple[str, str]], steps: int = 240) -> Path:
     """Full SFT of the tiny model on (prompt, reply) rows until it repeats the replies greedily; returns its folder."""
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "generator_sft.json"

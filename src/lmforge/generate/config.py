@@ -101,6 +101,7 @@ class SelfQAConfig:
 class SelfKGConfig:
     triples: str = _f("", "head<TAB>relation<TAB>tail TSV, CSV or JSONL file, or a folder of them (required).")
     multi_hop: bool = _f(False, "Also ask two-hop questions (head -r1-> x -r2-> tail).")
+    max_paths: int = _f(1000, "multi_hop: use at most this many two-hop paths (in triples order).")
     paraphrase: bool = _f(False, "Ask the model to reword each template question (answers stay the templates').")
     model_answers: bool = _f(
         False, "Let the model write the answer from the facts; kept only if the facts support it."

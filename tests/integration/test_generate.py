@@ -1,4 +1,4 @@
-"""`lmforge generate self-instruct` against a real `lmforge serve` app (uvicorn on a free port) and in-process, with a
+"""`lmforge generate` against a real `lmforge serve` app (uvicorn on a free port) and in-process, with a
 tiny generator trained here to answer the pipeline's prompts. No mocked client: the only stand-in is a small HTTP
 proxy in front of the real server that answers 429 first, or drops connections mid-run, for the fault tests."""
 
@@ -23,18 +23,27 @@ import yaml
 
 from lmforge.cli import main
 from lmforge.train import run_training
-from tests.integration.generate_model import IN_CONTEXT, SEEDS, self_instruct_rows, train_generator
+from tests.integration.generate_model import (
+    IN_CONTEXT,
+    QA_TEXT,
+    QUESTIONS_PER_CHUNK,
+    SEEDS,
+    generator_rows,
+    train_generator,
+)
 from tests.integration.runs import REPO, load, write_config
 
 pytestmark = pytest.mark.slow
 
 KEY_ENV = "LMFORGE_TEST_GENERATOR_KEY"
-DATA_FILES = ("self_instruct.jsonl", "self_instruct.provenance.jsonl", "rejects.jsonl")
 
 
 @pytest.fixture(scope="module")
 def generator_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    return train_generator(tmp_path_factory.mktemp("generator"), tiny_model_dir, self_instruct_rows())
+    from lmforge.models.adapters import load_plain_tokenizer
+
+    rows = generator_rows(load_plain_tokenizer(str(tiny_model_dir)))
+    return train_generator(tmp_path_factory.mktemp("generator"), tiny_model_dir, rows)
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +62,24 @@ def _key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "gen-key")
 
 
-def write_run(folder: Path, **generator) -> Path:
-    """A Self-Instruct config: 3 in-context instructions, greedy, 2 rounds of 3 proposals."""
+SELF_INSTRUCT = {
+    "seed_tasks": str(SEEDS),
+    "num_instructions": 10,
+    "max_rounds": 2,
+    "prompts_per_round": 3,
+    "num_prompt_instructions": IN_CONTEXT,
+    "num_machine_instructions": 1,
+}
+
+
+def write_run(folder: Path, method: tuple[str, dict] = ("self_instruct", SELF_INSTRUCT), **generator) -> Path:
+    """A greedy run config; by default Self-Instruct with 3 in-context instructions and 2 rounds of 3 proposals."""
     raw = {
         "generator": {"api_key_env": KEY_ENV, "concurrency": 4, "max_retries": 2, "backoff_s": 0.05, **generator},
         "sampling": {"temperature": 0, "max_new_tokens": 96},
         "answer_sampling": {"max_new_tokens": 96},
         "output": {"dir": str(folder / "out")},
-        "self_instruct": {
-            "seed_tasks": str(SEEDS),
-            "num_instructions": 10,
-            "max_rounds": 2,
-            "prompts_per_round": 3,
-            "num_prompt_instructions": IN_CONTEXT,
-            "num_machine_instructions": 1,
-        },
+        method[0]: method[1],
     }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "gen.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -82,26 +94,26 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def outputs(out: Path) -> dict[str, list[dict]]:
+def outputs(out: Path, name: str = "self_instruct") -> dict[str, list[dict]]:
     """The run's data files, provenance without the generator's name (the served name vs the folder name)."""
-    files = {name: lines(out / name) for name in DATA_FILES}
-    files["self_instruct.provenance.jsonl"] = [
-        {k: v for k, v in row.items() if k != "generator"} for row in files["self_instruct.provenance.jsonl"]
+    files = {f: lines(out / f) for f in (f"{name}.jsonl", f"{name}.provenance.jsonl", "rejects.jsonl")}
+    files[f"{name}.provenance.jsonl"] = [
+        {k: v for k, v in row.items() if k != "generator"} for row in files[f"{name}.provenance.jsonl"]
     ]
     return files
 
 
-def assert_report_matches_disk(out: Path) -> dict:
+def assert_report_matches_disk(out: Path, name: str = "self_instruct") -> dict:
     report = json.loads((out / "report.json").read_text())
-    records, provenance = lines(out / "self_instruct.jsonl"), lines(out / "self_instruct.provenance.jsonl")
+    records, provenance = lines(out / f"{name}.jsonl"), lines(out / f"{name}.provenance.jsonl")
     assert report["records"] == len(records) == len(provenance)
     on_disk = Counter(row["reason"] for row in lines(out / "rejects.jsonl"))
     assert report["rejected"] == dict(on_disk) and report["rejected_total"] == sum(on_disk.values())
     return report
 
 
-def generate(config: Path, *args: str) -> int:
-    return main(["generate", "self-instruct", str(config), *args])
+def generate(config: Path, *args: str, method: str = "self-instruct") -> int:
+    return main(["generate", method, str(config), *args])
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +269,48 @@ def test_endpoint_problems_are_reported_before_any_work(served, tmp_path, monkey
     assert generate(config, f"generator.base_url={served}") == 2
     assert "answered 401: the API key is wrong" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_self_qa_keeps_grounded_standalone_questions_with_their_chunk(served, generator_dir, tmp_path):
+    doc = tmp_path / "curie.txt"
+    doc.write_text(QA_TEXT, encoding="utf-8")
+    section = {"documents": str(doc), "tokenizer": str(generator_dir), "chunk_tokens": 256, "chunk_overlap": 16}
+    section["questions_per_chunk"] = QUESTIONS_PER_CHUNK
+    config = write_run(tmp_path / "http", ("self_qa", section), **over_http(served))
+    assert generate(config, "sampling.max_new_tokens=160", method="self-qa") == 0
+    out = tmp_path / "http/out"
+    report = assert_report_matches_disk(out, "self_qa")
+    assert lines(out / "self_qa.jsonl") == [
+        {
+            "instruction": "Where was Marie Curie born?",
+            "input": "",
+            "output": "Marie Curie was born in Warsaw, in 1867.",
+        }
+    ]
+    assert report["rejected"] == {"duplicate_question": 1, "not_a_question": 1, "question_refers_to_source": 1}
+    (prov,) = lines(out / "self_qa.provenance.jsonl")
+    assert prov["source"]["chunk"] == "curie.txt#0000" and prov["prompt_ids"] == [
+        "self-qa/questions-v1",
+        "self-qa/answer-v1",
+    ]
+    local = write_run(
+        tmp_path / "local", ("self_qa", section), model=str(generator_dir), template="chatml", dtype="float32"
+    )
+    assert generate(local, "generator.api_key_env=null", "sampling.max_new_tokens=160", method="self-qa") == 0
+    assert outputs(tmp_path / "local/out", "self_qa") == outputs(out, "self_qa")
+
+
+def test_self_kg_model_answers_are_kept_only_when_the_triples_support_them(served, tmp_path):
+    """The tiny generator was never taught these facts: its answers miss them and are all rejected and counted,
+    while the template questions alone (no model) all become records."""
+    triples = REPO / "tests/fixtures/generate/umls_one_per_relation.tsv"
+    section = {"triples": str(triples), "max_questions": 6, "model_answers": True}
+    config = write_run(tmp_path / "model", ("self_kg", section), **over_http(served))
+    assert generate(config, method="self-kg") == 0
+    report = assert_report_matches_disk(tmp_path / "model/out", "self_kg")
+    assert report["records"] + report["rejected"].get("unsupported_answer", 0) == 6
+    assert report["rejected"].get("unsupported_answer", 0) >= 1
+    templates = write_run(tmp_path / "templates", ("self_kg", {"triples": str(triples), "max_questions": 6}))
+    assert generate(templates, method="self-kg") == 0
+    report = assert_report_matches_disk(tmp_path / "templates/out", "self_kg")
+    assert report["records"] == 6 and report["requests"]["sent"] == 0
