@@ -62,3 +62,26 @@ def test_dry_run_prints_the_prompts_and_writes_nothing(tmp_path: Path, capsys) -
     assert out.count("--- request self-instruct/r0/p") == 2
     assert "prompt self-instruct/propose-v1" in out and "\n9.\n" in out  # 8 in-context tasks, 9 left open
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs/generate").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_generate_configs_load_and_name_existing_inputs(path: Path) -> None:
+    method = path.stem.replace("_", "-")
+    cfg = load_generate_config(method, path)
+    section = getattr(cfg, path.stem)
+    inputs = [v for k, v in dataclasses.asdict(section).items() if k in ("seed_tasks", "documents", "triples") and v]
+    assert inputs and all((REPO / p).exists() for p in inputs)
+
+
+def test_self_kg_needs_no_model_and_every_template_question_becomes_a_record(tmp_path: Path, capsys) -> None:
+    triples = REPO / "tests/fixtures/generate/umls_one_per_relation.tsv"
+    config = _config(tmp_path, self_kg={"triples": str(triples), "multi_hop": True, "max_paths": 20})
+    assert main(["generate", "self-kg", str(config), "generator.model="]) == 0
+    out = tmp_path / "out"
+    rows = (out / "self_kg.jsonl").read_text().splitlines()
+    report = yaml.safe_load((out / "report.json").read_text())
+    assert report["records"] == len(rows) > 20 and report["rejected_total"] == 0
+    assert "data.datasets=[self_kg]" in capsys.readouterr().out
+    assert yaml.safe_load((out / "datasets.yaml").read_text()) == {
+        "self_kg": {"file_name": "self_kg.jsonl", "format": "alpaca"}
+    }
