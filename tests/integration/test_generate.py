@@ -184,6 +184,17 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_records(reference_run, 
     assert_report_matches_disk(tmp_path / "out")
 
 
+def test_budget_stops_cleanly_and_resume_with_a_larger_one_finishes_the_run(reference_run, served, tmp_path):
+    config = write_run(tmp_path, **over_http(served))
+    assert generate(config, "--max-requests", "4") == 0
+    report = assert_report_matches_disk(tmp_path / "out")
+    assert report["stopped"] == "max_requests budget (4) used" and report["requests"]["sent"] == 4
+    assert generate(config, "--resume") == 0
+    report = assert_report_matches_disk(tmp_path / "out")
+    assert report["requests"]["replayed"] == 4 and report["stopped"] == "max_rounds (2) reached"
+    assert outputs(tmp_path / "out") == outputs(reference_run)
+
+
 @contextmanager
 def proxy(upstream: str, fail: callable) -> Iterator[str]:
     """An HTTP proxy to `upstream`: `fail(n)` for the n-th chat request says what to do instead of forwarding:

@@ -39,6 +39,11 @@ def generate_command(method: str, cfg: GenerateConfig, resume: bool, dry_run: bo
     run = Run(cfg, method, dry_run)
     pipeline = _pipeline(method, run, cfg)
     if dry_run:
+        if cfg.generator.in_process and cfg.generator.model and hasattr(pipeline, "use_tokenizer"):
+            from lmforge.models.adapters import load_plain_tokenizer, tokenizer_source
+
+            source = tokenizer_source(cfg.generator.model, cfg.generator.adapter)  # chunks as the real run cuts them
+            pipeline.use_tokenizer(load_plain_tokenizer(source, cfg.generator.trust_remote_code))
         pipeline.generate()
         return run.summary()
     if needs_model(method, cfg):
