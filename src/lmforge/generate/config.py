@@ -163,16 +163,17 @@ def check_generate_config(method: str, cfg: GenerateConfig) -> None:
         raise ConfigError(f"generator.model is required: {what}")
     if gen.api_key_env and gen.api_key_file:
         raise ConfigError("generator: set api_key_env or api_key_file, not both")
-    for name, value in [("generator.concurrency", gen.concurrency), ("generator.max_retries", gen.max_retries + 1)]:
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1 (>= 0 for max_retries), got {value}")
-    required = {"self-instruct": ("self_instruct.seed_tasks", cfg.self_instruct.seed_tasks)}
-    required |= {
+    if gen.concurrency < 1:
+        raise ConfigError(f"generator.concurrency must be >= 1, got {gen.concurrency}")
+    if gen.max_retries < 0:
+        raise ConfigError(f"generator.max_retries must be >= 0, got {gen.max_retries}")
+    inputs = {
+        "self-instruct": ("self_instruct.seed_tasks", cfg.self_instruct.seed_tasks),
         "self-qa": ("self_qa.documents", cfg.self_qa.documents),
         "self-kg": ("self_kg.triples", cfg.self_kg.triples),
     }
-    key, value = required[method]
-    if not value:
+    key, path = inputs[method]
+    if not path:
         raise ConfigError(f"{key} is required for `lmforge generate {method}`")
     si, qa = cfg.self_instruct, cfg.self_qa
     if method == "self-instruct" and not 0 <= si.num_machine_instructions <= si.num_prompt_instructions:
