@@ -670,6 +670,52 @@ def _add_text2sql(sub: argparse._SubParsersAction) -> None:
     syn.set_defaults(func=cmd_text2sql_synth_db)
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from lmforge.generate.config import load_generate_config
+
+    budgets = {"max_requests": args.max_requests, "max_tokens": args.max_tokens}
+    overrides = [*args.overrides, *(f"{k}={v}" for k, v in budgets.items() if v is not None)]
+    cfg = load_generate_config(args.method, args.config, overrides)  # config errors before any model loads
+    from lmforge.generate.command import format_report, generate_command
+
+    report = generate_command(args.method, cfg, resume=args.resume, dry_run=args.dry_run)
+    if not args.dry_run:
+        print(format_report(report))
+    return 0
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from lmforge.generate.config import METHODS, generate_reference
+
+    p = sub.add_parser(
+        "generate",
+        help="write training data with a model: self-instruct, self-qa (from documents), self-kg (from triples)",
+        description="Generate an SFT dataset with a generator model (an OpenAI-compatible endpoint or a local model "
+        "in-process) and register it in OUTPUT/datasets.yaml. See docs/generate.md.",
+    )
+    g_sub = p.add_subparsers(dest="method", required=True, metavar="{" + ",".join(METHODS) + "}")
+    about = {
+        "self-instruct": "grow seed tasks into new instructions with instances (Wang et al. 2023)",
+        "self-qa": "questions that stand alone and grounded answers from documents (Self-QA)",
+        "self-kg": "questions and answers from knowledge-graph triples, checked against them",
+    }
+    for method in METHODS:
+        m = g_sub.add_parser(
+            method,
+            help=about[method],
+            description=f"{about[method]}.\n\nExample:\n  lmforge generate {method} "
+            f"configs/generate/{method.replace('-', '_')}.yaml output.dir=runs/gen\n\n" + generate_reference(method),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        m.add_argument("config", help=CONFIG_HELP)
+        m.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, applied in order")
+        m.add_argument("--resume", action="store_true", help="continue the run in output.dir (replays its replies)")
+        m.add_argument("--dry-run", action="store_true", help="print the first wave of prompts; send nothing")
+        m.add_argument("--max-requests", type=int, help="send at most this many requests (max_requests)")
+        m.add_argument("--max-tokens", type=int, help="stop once this many tokens were used (max_tokens)")
+        m.set_defaults(func=cmd_generate)
+
+
 def cmd_convert_config(args: argparse.Namespace) -> int:
     from lmforge.config.convert import convert_file
 
@@ -744,6 +790,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval,
     _add_serve,
     _add_text2sql,
+    _add_generate,
     _add_convert_config,
     _add_env,
     _add_ui,

@@ -1,0 +1,279 @@
+"""The generator model behind `lmforge generate`: an OpenAI-compatible endpoint, or a local model in-process.
+
+Both take a wave of chat requests and give back one reply per request, in request order (whatever order they
+finish in), so what a run writes never depends on timing. The in-process path is the decode loop `lmforge serve`
+runs (`ChatEngine.decode` over `BatchWorker.run_here`) with the prompt built by the same template call the server
+makes and the text assembled by the server's `TextAssembler`, so a greedy (or seeded) request gets the same reply
+from either path.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from lmforge.generate.config import GeneratorConfig
+from lmforge.inference.sampling import GenerationOptions
+from lmforge.utils.errors import ConfigError, LmforgeError
+
+#: longest wait between retries, whatever Retry-After or the backoff says
+MAX_WAIT_S = 60.0
+_DEFAULTS = GenerationOptions()
+
+
+class GeneratorError(LmforgeError):
+    """The generator cannot go on (unreachable, wrong key, retries used up); the run stops and keeps its output."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One chat request. `key` names it for good: the replies journal, the resume and its sampling seed use it."""
+
+    key: str
+    prompt_id: str
+    messages: list[dict[str, str]]
+    options: GenerationOptions
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A request's answer; `refused` holds why the generator would not answer it (e.g. the prompt is too long)."""
+
+    text: str
+    finish: str  # "stop" | "length" | "refused"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    refused: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "finish": self.finish, "usage": [self.prompt_tokens, self.completion_tokens]} | (
+            {"refused": self.refused} if self.refused else {}
+        )
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> Reply:
+        prompt, completion = row["usage"]
+        return cls(row["text"], row["finish"], prompt, completion, row.get("refused", ""))
+
+
+def read_api_key(cfg: GeneratorConfig) -> str | None:
+    """generator.api_key_env's variable, or the first line of generator.api_key_file, or None."""
+    if cfg.api_key_env:
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            raise ConfigError(f"generator.api_key_env: environment variable {cfg.api_key_env} is not set")
+        return key
+    if cfg.api_key_file:
+        try:
+            with open(cfg.api_key_file, encoding="utf-8") as handle:
+                key = handle.readline().strip()
+        except OSError as exc:
+            raise ConfigError(f"generator.api_key_file {cfg.api_key_file}: {exc.strerror}") from None
+        if not key:
+            raise ConfigError(f"generator.api_key_file {cfg.api_key_file}: the first line is empty")
+        return key
+    return None
+
+
+class EndpointGenerator:
+    """POST /chat/completions, `concurrency` at a time, retrying 429/5xx/timeouts/lost connections with backoff."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        import httpx
+
+        self.cfg = cfg
+        self.name = cfg.model
+        key = read_api_key(cfg)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.url = cfg.base_url.rstrip("/")
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=cfg.timeout_s)
+        self.retries = 0  # retried attempts, for the report
+
+    def check(self) -> None:
+        """Before any work: the endpoint answers, the key is accepted and the model is served (GET /models)."""
+        import httpx
+
+        try:
+            response = self.client.get("/models")
+        except httpx.HTTPError as exc:
+            raise GeneratorError(
+                f"generator.base_url {self.url} is unreachable: {type(exc).__name__}: {exc}"
+            ) from None
+        self._raise_for_auth(response)
+        if response.status_code != 200:  # some endpoints do not list models; requests will tell
+            return
+        try:
+            names = sorted(str(card["id"]) for card in response.json()["data"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if self.name not in names:
+            raise GeneratorError(
+                f"generator.model {self.name!r} is not served by {self.url}; it serves: {', '.join(names) or 'none'}"
+            )
+
+    def _raise_for_auth(self, response: Any) -> None:
+        if response.status_code in (401, 403):
+            where = self.cfg.api_key_env or self.cfg.api_key_file
+            source = f" (from {where})" if where else " (none was set: generator.api_key_env or api_key_file)"
+            raise GeneratorError(
+                f"{self.url} answered {response.status_code}: the API key is wrong or missing{source}: "
+                f"{response.text[:200]}"
+            )
+
+    def generate(self, requests: list[Request]) -> Iterator[Reply]:
+        """Replies in request order, each as soon as it and all before it are done."""
+        if not requests:
+            return
+        pool = ThreadPoolExecutor(self.cfg.concurrency, thread_name_prefix="lmforge-generate")
+        futures: list[Future[Reply]] = [pool.submit(self._one, r) for r in requests]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def payload(self, request: Request) -> dict[str, Any]:
+        o = request.options
+        body: dict[str, Any] = {"model": self.name, "messages": request.messages, "max_tokens": o.max_new_tokens}
+        body |= {"temperature": o.temperature, "top_p": o.top_p, "seed": o.seed}
+        if o.top_k != _DEFAULTS.top_k:  # extensions (vLLM's and lmforge serve's names): sent only when used
+            body["top_k"] = o.top_k
+        if o.repetition_penalty != _DEFAULTS.repetition_penalty:
+            body["repetition_penalty"] = o.repetition_penalty
+        return body
+
+    def _one(self, request: Request) -> Reply:
+        import httpx
+
+        body = self.payload(request)
+        problem = ""
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                self.retries += 1
+            wait = self.cfg.backoff_s * 2**attempt
+            try:
+                response = self.client.post("/chat/completions", json=body)
+            except httpx.HTTPError as exc:  # timeouts and lost connections: retried
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                self._raise_for_auth(response)
+                if response.status_code == 200:
+                    try:
+                        return _reply(response.json())
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        problem = f"malformed response: {response.text[:200]!r}"
+                elif response.status_code == 429 or response.status_code >= 500:
+                    problem = f"status {response.status_code}: {response.text[:200]}"
+                    wait = _retry_after(response.headers.get("Retry-After")) or wait
+                elif response.status_code == 404:
+                    raise GeneratorError(f"{self.url}/chat/completions answered 404: {response.text[:200]}")
+                else:  # 400 and friends: this request cannot be answered (too long, ...); counted, the run goes on
+                    return Reply("", "refused", refused=f"status {response.status_code}: {response.text[:300]}")
+            if attempt < self.cfg.max_retries:
+                time.sleep(min(wait, MAX_WAIT_S))
+        raise GeneratorError(
+            f"{self.url} failed request {request.key} {self.cfg.max_retries + 1} times; last: {problem}"
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _reply(body: dict[str, Any]) -> Reply:
+    choice = body["choices"][0]
+    content = choice["message"]["content"]
+    if not isinstance(content, str):
+        raise TypeError("content is not text")
+    usage = body.get("usage") or {}
+    finish = "length" if choice.get("finish_reason") == "length" else "stop"
+    return Reply(content, finish, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class LocalGenerator:
+    """A local model folder (+ adapter) on the server's decode engine, in this process."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        from lmforge.inference.engine import load_engine
+
+        self.cfg = cfg
+        self.name = (cfg.adapter or cfg.model).rstrip("/").rsplit("/", 1)[-1]
+        self.engine = load_engine(
+            cfg.model, cfg.adapter, cfg.template, cfg.dtype, cfg.allow_unsafe_pickle, cfg.trust_remote_code
+        )
+        config = getattr(self.engine.model, "config", None)
+        self.context = int(getattr(config, "max_position_embeddings", None) or 2048)  # as the server's limit
+        self.retries = 0
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.engine.tokenizer
+
+    def check(self) -> None:
+        """Nothing to reach: the model loaded."""
+
+    def generate(self, requests: list[Request]) -> Iterator[Reply]:
+        from lmforge.inference.engine import generate_rows
+
+        prompts = [self.engine.prompt_ids(r.messages) for r in requests]  # the server's chat prompt (same call)
+        fits = [i for i, (p, r) in enumerate(zip(prompts, requests, strict=True)) if self._fits(p, r.options)]
+        done = generate_rows(
+            self.engine.model,
+            [prompts[i] for i in fits],
+            [requests[i].options for i in fits],
+            self.engine.stop_ids,
+            self.engine.pad_id,
+            max_batch_size=self.cfg.concurrency,
+        )
+        by_index = dict(zip(fits, done, strict=True))
+        for i, (prompt, request) in enumerate(zip(prompts, requests, strict=True)):
+            if i not in by_index:
+                yield Reply("", "refused", refused=self._too_long(prompt, request.options))
+                continue
+            yield Reply(self._text(by_index[i].ids), by_index[i].finish, len(prompt), len(by_index[i].ids))
+
+    def _fits(self, prompt: list[int], options: GenerationOptions) -> bool:
+        return len(prompt) + options.max_new_tokens <= self.context
+
+    def _too_long(self, prompt: list[int], options: GenerationOptions) -> str:
+        budget = f"max_tokens {options.max_new_tokens}"
+        return f"prompt is {len(prompt)} tokens, {budget}; the context length is {self.context}"
+
+    def _text(self, ids: list[int]) -> str:
+        """The reply text exactly as the server assembles it."""
+        from lmforge.inference.detokenize import TextAssembler
+
+        assembler = TextAssembler(self.engine.tokenizer, [])
+        return "".join(assembler.add(token) for token in ids) + assembler.finish()
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+
+Generator = EndpointGenerator | LocalGenerator
+
+
+def open_generator(cfg: GeneratorConfig) -> Generator:
+    """The configured generator, checked before any work (reachable, key accepted, model served)."""
+    generator: Generator = LocalGenerator(cfg) if cfg.in_process else EndpointGenerator(cfg)
+    generator.check()
+    return generator

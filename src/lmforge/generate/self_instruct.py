@@ -1,0 +1,203 @@
+"""Self-Instruct (Wang et al. 2023): grow a few seed tasks into many instruction/input/output records.
+
+Each round: `prompts_per_round` proposal prompts, each a numbered list of in-context instructions (seeds plus up to
+`num_machine_instructions` generated ones) left open for the model to continue; new instructions pass the filters
+(length, blacklist, banned prefixes, leading punctuation, then ROUGE-L near-duplicates against the whole pool) and
+join the pool at once. Then each accepted task is classified (finite labels or not) and gets instances: output-first
+for classification tasks, input-first otherwise; instances are cleaned (empty output, input == output, truncated,
+conflicting outputs for one input, duplicates, more than `max_instances`). Every dropped candidate is a reject with
+its reason.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmforge.generate import self_instruct_prompts as prompts
+from lmforge.generate.backends import Request
+from lmforge.generate.config import SelfInstructConfig
+from lmforge.generate.dedup import NearDuplicateIndex
+from lmforge.generate.parsing import contains_phrase, starts_with_text, word_count
+from lmforge.generate.run import Run, seed_for
+from lmforge.generate.seeds import SeedTask, load_seed_tasks
+
+
+@dataclass
+class Task:
+    id: str
+    instruction: str
+    round: int
+    proposal: Request
+    source: dict[str, Any]
+    requests: list[Request] = field(default_factory=list)
+    is_classification: bool = False
+
+
+def instruction_problem(text: str, cfg: SelfInstructConfig) -> str | None:
+    """Why a proposed instruction is rejected before the similarity check, or None."""
+    words = word_count(text)
+    if words < cfg.min_words:
+        return "too_short"
+    if words > cfg.max_words:
+        return "too_long"
+    if contains_phrase(text, [*cfg.blacklist, *cfg.extra_blacklist]):
+        return "blacklisted_word"
+    if any(text.lower().startswith(p.lower()) for p in cfg.banned_prefixes):
+        return "banned_prefix"
+    if not starts_with_text(text):
+        return "starts_with_punctuation"
+    return None
+
+
+def clean_instances(
+    pairs: list[tuple[str, str]], max_instances: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, tuple[str, str]]], bool]:
+    """Kept pairs, dropped (reason, pair)s, and whether the task has conflicting outputs for one input (then the
+    whole task goes: the model does not know what the task means)."""
+    kept: list[tuple[str, str]] = []
+    dropped: list[tuple[str, tuple[str, str]]] = []
+    outputs: dict[str, set[str]] = {}
+    for pair in pairs:
+        inp, out = pair
+        if not out:
+            dropped.append(("instance_empty_output", pair))
+        elif inp == out:
+            dropped.append(("instance_input_equals_output", pair))
+        elif inp.endswith(":") or out.endswith(":"):
+            dropped.append(("instance_truncated", pair))
+        elif pair in kept:
+            dropped.append(("instance_duplicate", pair))
+        else:
+            kept.append(pair)
+            if inp:
+                outputs.setdefault(inp, set()).add(out)
+    conflicting = any(len(v) > 1 for v in outputs.values())
+    dropped += [("instance_over_max", pair) for pair in kept[max_instances:]]
+    return kept[:max_instances], dropped, conflicting
+
+
+class SelfInstruct:
+    def __init__(self, run: Run, cfg: SelfInstructConfig) -> None:
+        self.run, self.cfg = run, cfg
+        self.seeds: list[SeedTask] = load_seed_tasks(cfg.seed_tasks)
+        self.index = NearDuplicateIndex(threshold=cfg.rouge_threshold)
+        self.pool: list[str] = []  # seeds then accepted instructions; positions are the index's ids
+        for seed in self.seeds:
+            self._add(seed.instruction)
+        self.machine: list[tuple[str, str]] = []  # (task id, instruction) of accepted tasks
+        self.accepted = 0
+
+    def _add(self, text: str) -> None:
+        self.index.add(text)
+        self.pool.append(text)
+
+    def generate(self) -> None:
+        for round_index in range(self.cfg.max_rounds):
+            if self.accepted >= self.cfg.num_instructions or self.run.stopped:
+                break
+            tasks = self.propose(round_index)
+            self.classify(tasks)
+            self.instances(tasks)
+        else:
+            if self.accepted < self.cfg.num_instructions and not self.run.stopped:
+                self.run.stopped = f"max_rounds ({self.cfg.max_rounds}) reached"
+
+    def propose(self, round_index: int) -> list[Task]:
+        contexts, requests = [], []
+        for i in range(self.cfg.prompts_per_round):
+            key = f"self-instruct/r{round_index}/p{i}"
+            context = self._context(key)
+            contexts.append(context)
+            text = prompts.propose_prompt([instruction for _, instruction in context])
+            requests.append(self.run.request(key, prompts.PROPOSE_ID, text, creative=True))
+        tasks: list[Task] = []
+        for i, (request, context, reply) in enumerate(zip(requests, contexts, self.run.ask(requests), strict=False)):
+            if self.run.refused(reply, request):
+                continue
+            items = prompts.proposed_instructions(reply.text, len(context) + 1)
+            if not items:
+                self.run.store.reject("unparsable_proposal", reply.text, key=request.key)
+                continue
+            if reply.finish == "length":  # the last item may be cut off
+                self.run.store.reject("truncated_proposal", items.pop(), key=request.key)
+            source = {"in_context": [task_id for task_id, _ in context]}
+            for j, item in enumerate(items):
+                task = Task(f"r{round_index}-p{i}-{j}", item, round_index, request, source)
+                if self._accept(task):
+                    tasks.append(task)
+        return tasks
+
+    def _context(self, key: str) -> list[tuple[str, str]]:
+        """In-context (id, instruction)s of one proposal prompt: a seeded draw, fixed by the request key."""
+        rng = random.Random(seed_for(self.run.cfg.seed, key))
+        machine = rng.sample(self.machine, min(self.cfg.num_machine_instructions, len(self.machine)))
+        seeds = [(s.id, s.instruction) for s in self.seeds]
+        context = machine + rng.sample(seeds, min(self.cfg.num_prompt_instructions - len(machine), len(seeds)))
+        rng.shuffle(context)
+        return context
+
+    def _accept(self, task: Task) -> bool:
+        store = self.run.store
+        problem = instruction_problem(task.instruction, self.cfg)
+        if problem:
+            store.reject(problem, task.instruction, key=task.proposal.key)
+            return False
+        if self.index.is_duplicate(task.instruction):
+            score, nearest = self.index.most_similar(task.instruction)
+            similar = self.pool[nearest] if nearest is not None else None
+            store.reject("near_duplicate", task.instruction, key=task.proposal.key, rouge_l=score, similar_to=similar)
+            return False
+        if self.accepted >= self.cfg.num_instructions:
+            store.reject("over_target", task.instruction, key=task.proposal.key)
+            return False
+        self._add(task.instruction)
+        self.machine.append((task.id, task.instruction))
+        self.accepted += 1
+        return True
+
+    def classify(self, tasks: list[Task]) -> None:
+        if not self.cfg.detect_classification:
+            return
+        requests = [
+            self.run.request(
+                f"self-instruct/{t.id}/classify", prompts.CLASSIFY_ID, prompts.classify_prompt(t.instruction), False, 8
+            )
+            for t in tasks
+        ]
+        for task, request, reply in zip(tasks, requests, self.run.ask(requests), strict=False):
+            task.requests.append(request)
+            if reply.finish == "refused":
+                continue
+            verdict = prompts.is_classification(reply.text)
+            if verdict is None:
+                self.run.notes["classification_unparsable (taken as not classification)"] += 1
+            task.is_classification = bool(verdict)
+
+    def instances(self, tasks: list[Task]) -> None:
+        ready = [t for t in tasks if len(t.requests) == int(self.cfg.detect_classification)]
+        requests = [self._instance_request(t) for t in ready]
+        for task, request, reply in zip(ready, requests, self.run.ask(requests), strict=False):
+            if self.run.refused(reply, request):
+                continue
+            parse = prompts.instances_output_first if task.is_classification else prompts.instances_input_first
+            pairs = parse(reply.text, truncated=reply.finish == "length")
+            kept, dropped, conflicting = clean_instances(pairs, self.cfg.max_instances)
+            for reason, (inp, out) in dropped:
+                self.run.store.reject(reason, f"{inp}\n=> {out}", key=request.key, instruction=task.instruction)
+            if conflicting or not kept:
+                reason = "conflicting_outputs" if conflicting else "no_valid_instances"
+                self.run.store.reject(reason, task.instruction, key=request.key, reply=reply.text)
+                continue
+            self._write(task, request, kept)
+
+    def _instance_request(self, task: Task) -> Request:
+        prompt_id, text = prompts.instance_prompt(task.instruction, task.is_classification)
+        return self.run.request(f"self-instruct/{task.id}/instances", prompt_id, text, creative=False)
+
+    def _write(self, task: Task, request: Request, kept: list[tuple[str, str]]) -> None:
+        source = {**task.source, "task_id": task.id, "is_classification": task.is_classification}
+        provenance = self.run.provenance([task.proposal, *task.requests, request], task.round, source)
+        for inp, out in kept:
+            self.run.store.record(task.instruction, inp, out, provenance)
