@@ -22,7 +22,7 @@ import json, sys, torch
 torch.set_num_threads(1)
 from pathlib import Path
 from lmforge.config import load_config
-from lmforge.estimate.command import build_inputs, components
+from lmforge.estimate.estimate_command import build_inputs, components
 from lmforge.estimate.measure import measure_run
 from lmforge.estimate.memory import peak_bytes
 from tests.integration.test_estimate_vs_measured import _config

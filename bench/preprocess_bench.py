@@ -25,9 +25,9 @@ CONFIGS = {"sft": HERE / "configs" / "sft_lora.yaml", "pt": HERE / "configs" / "
 
 
 def time_stage(stage: str, model: str, repeats: int) -> dict:
-    from lmforge.config.loading import load_config
+    from lmforge.config.config_loading import load_config
     from lmforge.data.pipeline import build_datasets
-    from lmforge.models.loading import load_tokenizer
+    from lmforge.models.model_loading import load_tokenizer
     from lmforge.templates import get_template
 
     times = []

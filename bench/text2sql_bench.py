@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lmforge.text2sql.evaluate import ExecSettings, evaluate
 from lmforge.text2sql.examples import Prediction, read_gold
-from lmforge.text2sql.schema import load_tables
+from lmforge.text2sql.spider_tables import load_tables
 from lmforge.text2sql.synth_db import synthesize
 
 RUNAWAY = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"

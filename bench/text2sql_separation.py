@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from lmforge.text2sql.evaluate import ExecSettings, execution_outcome
 from lmforge.text2sql.examples import read_gold
-from lmforge.text2sql.schema import database_files, load_tables
+from lmforge.text2sql.spider_tables import database_files, load_tables
 from lmforge.text2sql.synth_db import synthesize
 
 

@@ -50,7 +50,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from lmforge.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    from lmforge.estimate.command import estimate_command
+    from lmforge.estimate.estimate_command import estimate_command
 
     estimate_command(cfg, args.gpus, args.gpu, args.gpu_mem, args.measure, args.fit)
     return 0
@@ -179,7 +179,7 @@ def _read_api_key(args: argparse.Namespace) -> str | None:
 def cmd_eval(args: argparse.Namespace) -> int:
     import os
 
-    from lmforge.evaluation.config import load_eval_config
+    from lmforge.evaluation.eval_config import load_eval_config
 
     overrides = list(args.overrides)
     config = args.config
@@ -506,8 +506,8 @@ def cmd_text2sql_prepare(args: argparse.Namespace) -> int:
 
     from lmforge.text2sql.examples import find_question_files
     from lmforge.text2sql.prepare import format_prepare_report, prepare
-    from lmforge.text2sql.prompts import PromptSettings
-    from lmforge.text2sql.schema import load_tables
+    from lmforge.text2sql.spider_tables import load_tables
+    from lmforge.text2sql.sql_prompts import PromptSettings
 
     settings = PromptSettings(args.schema_format, args.sample_rows)
     if args.cutoff_len and not args.tokenizer:
@@ -531,8 +531,8 @@ def cmd_text2sql_predict(args: argparse.Namespace) -> int:
     from lmforge.text2sql.examples import read_examples
     from lmforge.text2sql.predict import SelfConsistency, predict, write_predictions
     from lmforge.text2sql.prepare import PromptBuilder
-    from lmforge.text2sql.prompts import load_prompt_settings
-    from lmforge.text2sql.schema import load_tables
+    from lmforge.text2sql.spider_tables import load_tables
+    from lmforge.text2sql.sql_prompts import load_prompt_settings
 
     if args.num_samples > 1 and (args.temperature <= 0 or not args.db_dir):
         raise LmforgeError("--num-samples > 1 (self-consistency) needs --temperature > 0 and --db-dir")
@@ -562,7 +562,7 @@ def cmd_text2sql_eval(args: argparse.Namespace) -> int:
 
     from lmforge.text2sql.evaluate import ExecSettings, check_pairing, evaluate, format_report
     from lmforge.text2sql.examples import read_gold, read_predictions
-    from lmforge.text2sql.schema import load_tables
+    from lmforge.text2sql.spider_tables import load_tables
 
     preds, gold = read_predictions(args.pred), read_gold(args.gold)
     check_pairing(preds, gold, args.pred, args.gold)
@@ -578,7 +578,7 @@ def cmd_text2sql_eval(args: argparse.Namespace) -> int:
 
 def cmd_text2sql_synth_db(args: argparse.Namespace) -> int:
     from lmforge.text2sql.examples import read_gold
-    from lmforge.text2sql.schema import load_tables, schema_for
+    from lmforge.text2sql.spider_tables import load_tables, schema_for
     from lmforge.text2sql.synth_db import synthesize
 
     schemas, gold = load_tables(args.tables), read_gold(args.gold)
@@ -671,12 +671,12 @@ def _add_text2sql(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from lmforge.generate.config import load_generate_config
+    from lmforge.generate.generate_config import load_generate_config
 
     budgets = {"max_requests": args.max_requests, "max_tokens": args.max_tokens}
     overrides = [*args.overrides, *(f"{k}={v}" for k, v in budgets.items() if v is not None)]
     cfg = load_generate_config(args.method, args.config, overrides)  # config errors before any model loads
-    from lmforge.generate.command import format_report, generate_command
+    from lmforge.generate.generate_command import format_report, generate_command
 
     report = generate_command(args.method, cfg, resume=args.resume, dry_run=args.dry_run)
     if not args.dry_run:
@@ -685,7 +685,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    from lmforge.generate.config import METHODS, generate_reference
+    from lmforge.generate.generate_config import METHODS, generate_reference
 
     p = sub.add_parser(
         "generate",
@@ -753,7 +753,7 @@ def _add_convert_config(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from lmforge.ui.command import run_ui
+    from lmforge.ui.ui_command import run_ui
 
     run_ui(args.host, args.port, args.jobs_dir, args.auth, args.auth_file, args.abort_grace)
     return 0

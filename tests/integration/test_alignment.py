@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, set_seed
 
 from lmforge.config.schema import ModelConfig
-from lmforge.models.loading import load_tokenizer
+from lmforge.models.model_loading import load_tokenizer
 from lmforge.models.reward import load_reward_backbone, load_reward_model, sequence_scores
 from lmforge.templates import get_template
 from lmforge.train import run_training

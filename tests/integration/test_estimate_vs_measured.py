@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.config import load_config
-from lmforge.estimate.command import build_inputs, components
+from lmforge.estimate.estimate_command import build_inputs, components
 from lmforge.estimate.measure import measure_run
 from lmforge.estimate.memory import peak_bytes
 from tests.fixtures.run_configs import write_run_yaml

@@ -74,7 +74,7 @@ def test_per_micro_batch_mean_is_caught(config, tmp_path, reference, monkeypatch
 def test_logged_loss_is_mean_token_nll_of_the_step(config, reference, tiny_model_dir, tiny_tokenizer_dir):
     """Step 1 covers all 8 rows with the initial weights: its loss is total NLL / trained tokens."""
     from lmforge.data.pipeline import build_datasets
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
     from lmforge.templates import get_template
 
     cfg = load(config)

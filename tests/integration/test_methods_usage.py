@@ -15,7 +15,7 @@ from lmforge.export.merge import export_merged
 from lmforge.export.verify import fixed_inputs, logits_of
 from lmforge.inference.engine import GenerationOptions, load_engine
 from lmforge.models.adapters import attach_adapter, load_base_model
-from lmforge.models.loading import load_model, load_tokenizer
+from lmforge.models.model_loading import load_model, load_tokenizer
 from tests.unit.methods.runs import train_method
 
 GREEDY = GenerationOptions(max_new_tokens=6, temperature=0)

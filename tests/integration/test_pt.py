@@ -8,7 +8,7 @@ import math
 import pytest
 
 from lmforge.data.pipeline import build_datasets
-from lmforge.models.loading import load_tokenizer
+from lmforge.models.model_loading import load_tokenizer
 from lmforge.train import run_training
 from tests.integration.runs import REPO, load, step_log, write_config
 

@@ -56,7 +56,7 @@ def test_reference_starts_equal_to_the_policy_and_the_run_trains(tmp_path, tiny_
     ],
 )
 def test_reward_problems_stop_the_run_before_the_model_loads(tmp_path, tiny_model_dir, monkeypatch, rl, message):
-    import lmforge.models.loading as loading
+    import lmforge.models.model_loading as loading
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the reward sources were checked")

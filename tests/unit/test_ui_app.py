@@ -16,8 +16,8 @@ from lmforge.cli import build_parser, main
 from lmforge.config import load_config
 from lmforge.ui import specs
 from lmforge.ui.app import create_app
-from lmforge.ui.command import check_ui_bind, read_credentials
 from lmforge.ui.jobs import JobRunner
+from lmforge.ui.ui_command import check_ui_bind, read_credentials
 from lmforge.utils.errors import ConfigError
 
 

@@ -21,7 +21,7 @@ logger = get_logger(__name__)
 def load_preference_data(cfg: RunConfig) -> tuple[Any, Any, Any]:
     """(tokenizer, template, datasets): pairs or KTO examples encoded with the sft template and masking."""
     from lmforge.data.pipeline import build_datasets
-    from lmforge.models.loading import load_tokenizer
+    from lmforge.models.model_loading import load_tokenizer
     from lmforge.templates import get_template
 
     tokenizer = load_tokenizer(cfg.model)
@@ -34,7 +34,7 @@ def load_policy(cfg: RunConfig, tokenizer: Any, needs_reference: bool) -> tuple[
     """The policy with its tuning method applied, and its reference (None for reference-free objectives)."""
     from lmforge.config.methods import method_spec
     from lmforge.methods import prepare_model
-    from lmforge.models.loading import load_model
+    from lmforge.models.model_loading import load_model
 
     model = load_model(cfg.model, tokenizer, cfg.method)  # qlora: base weights quantised while loading
     frozen = None

@@ -138,7 +138,7 @@ def _special(raw: dict[str, Any], out: dict[str, Any], notes: list[str]) -> set[
 
 def convert(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The sectioned config and notes on keys that were not carried over (with the reason)."""
-    from lmforge.config.loading import training_argument_fields
+    from lmforge.config.config_loading import training_argument_fields
 
     out: dict[str, Any] = {}
     notes: list[str] = []
@@ -165,7 +165,7 @@ def convert(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def convert_file(source: str | Path, output: str | Path | None) -> str:
     """Convert a flat LLaMA-Factory YAML file; write it to `output` (refusing to replace a file) or return it."""
-    from lmforge.config.loading import read_yaml
+    from lmforge.config.config_loading import read_yaml
 
     raw = read_yaml(source)
     if not looks_flat(raw):

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from lmforge.config.loading import dataset_spec_from_mapping
+from lmforge.config.config_loading import dataset_spec_from_mapping
 from lmforge.config.schema import DataConfig, DatasetSpec
 from lmforge.utils.errors import ConfigError, DataError, did_you_mean
 

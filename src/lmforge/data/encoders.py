@@ -2,7 +2,7 @@
 rows, and the Arrow features of the result.
 
 The pipeline picks the encoder from `StageSpec.data` and never looks at stage names. Prompts (the online RL
-stages) are not encoded into training rows here: data/prompts.py renders them for sampling.
+stages) are not encoded into training rows here: data/rl_prompts.py renders them for sampling.
 """
 
 from __future__ import annotations

@@ -379,7 +379,7 @@ FORMATS.register(
         _convert_kto,
     ),
 )
-# Prompts-only rows for the online RL stages (ppo, grpo); converted by data/prompts.py, which also takes alpaca,
+# Prompts-only rows for the online RL stages (ppo, grpo); converted by data/rl_prompts.py, which also takes alpaca,
 # sharegpt and openai rows (a final assistant turn / alpaca output becomes the reference answer).
 FORMATS.register(
     "prompt",

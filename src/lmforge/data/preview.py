@@ -47,7 +47,7 @@ def dump_rows(rows: Any, path: str) -> int:
 
 def _load_tokenizer(cfg: RunConfig) -> Any:
     try:
-        from lmforge.models.loading import load_tokenizer
+        from lmforge.models.model_loading import load_tokenizer
     except ImportError:  # the models area may not be installed in a partial checkout
         from transformers import AutoTokenizer
 
@@ -71,7 +71,7 @@ def preview_command(cfg: RunConfig, n: int, dump: str | None) -> None:
     tokenizer = _load_tokenizer(cfg)
     spec = stage_spec(cfg.stage)
     if spec.is_online_rl:  # prompts only: nothing is trained on, the prompts are what gets sampled from
-        from lmforge.data.prompts import preview_prompts
+        from lmforge.data.rl_prompts import preview_prompts
 
         preview_prompts(cfg, tokenizer, n, dump)
         return

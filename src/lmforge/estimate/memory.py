@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from lmforge.config.methods import method_spec
 from lmforge.config.schema import RunConfig
 from lmforge.config.stages import stage_spec
+from lmforge.estimate.batch_tokens import TokenStats
 from lmforge.estimate.hardware import human
 from lmforge.estimate.shape import ModelShape
-from lmforge.estimate.tokens import TokenStats
 from lmforge.utils.errors import ConfigError
 
 #: optimizer state bytes per trainable parameter, as a multiple of the parameter's own bytes or absolute

@@ -45,7 +45,7 @@ def _meta_model(cfg: RunConfig, dtype: torch.dtype, vocab_rows: int) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from lmforge.methods import prepare_model
-    from lmforge.models.loading import resize_embeddings
+    from lmforge.models.model_loading import resize_embeddings
 
     config = AutoConfig.from_pretrained(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code)
     with torch.device("meta"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from lmforge.evaluation import choice
 from lmforge.evaluation.benchmarks import LAYOUTS, BadRows, Question, read_categories, read_questions
-from lmforge.evaluation.config import EvalConfig
+from lmforge.evaluation.eval_config import EvalConfig
 from lmforge.evaluation.results import progress_bar
 from lmforge.inference.engine import ChatEngine
 from lmforge.utils.errors import ConfigError, DataError, did_you_mean

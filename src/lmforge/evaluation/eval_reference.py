@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lmforge.config.config_reference import section_reference
-from lmforge.evaluation.config import ChoiceConfig, EvalDataConfig, EvalModelConfig
+from lmforge.evaluation.eval_config import ChoiceConfig, EvalDataConfig, EvalModelConfig
 from lmforge.inference.sampling import GenerationOptions
 
 SECTIONS = [

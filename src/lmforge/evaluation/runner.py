@@ -12,8 +12,8 @@ from typing import Any
 
 from lmforge.evaluation import generation, perplexity
 from lmforge.evaluation.choice_task import run_choice
-from lmforge.evaluation.config import EvalConfig, training_data_config
 from lmforge.evaluation.data import read_sources
+from lmforge.evaluation.eval_config import EvalConfig, training_data_config
 from lmforge.evaluation.results import progress_bar, write_results
 from lmforge.inference.engine import ChatEngine, load_engine
 from lmforge.templates import check_template_matches_tokenizer

@@ -31,7 +31,7 @@ from lmforge.models.adapters import (
     load_plain_tokenizer,
     tokenizer_source,
 )
-from lmforge.models.loading import PICKLE_SUFFIXES, resolve_dtype
+from lmforge.models.model_loading import PICKLE_SUFFIXES, resolve_dtype
 from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger

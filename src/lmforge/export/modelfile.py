@@ -176,7 +176,7 @@ def training_system_prompt(run_dir: str, limit: int = 2000) -> str | None:
     """The system prompt the run's training data used, when most of its conversations share one: the Modelfile's
     SYSTEM, so Ollama prompts as training did. None when the data had none, had many, or cannot be read any more
     (the run's `lmforge_config.yaml` names the data; a moved dataset only costs the SYSTEM line, with a warning)."""
-    from lmforge.config.loading import load_config
+    from lmforge.config.config_loading import load_config
     from lmforge.data.catalog import resolve_specs
     from lmforge.data.formats import iter_conversations
 

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from lmforge.generate.config import GeneratorConfig
+from lmforge.generate.generate_config import GeneratorConfig
 from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import ConfigError, LmforgeError
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from lmforge.generate import self_instruct_prompts as prompts
 from lmforge.generate.backends import Request
-from lmforge.generate.config import SelfInstructConfig
 from lmforge.generate.dedup import NearDuplicateIndex
+from lmforge.generate.generate_config import SelfInstructConfig
+from lmforge.generate.generation_run import Run, seed_for
 from lmforge.generate.parsing import contains_phrase, starts_with_text, word_count
-from lmforge.generate.run import Run, seed_for
 from lmforge.generate.seeds import SeedTask, load_seed_tasks
 
 

@@ -11,8 +11,8 @@ answers from the facts, kept only when `answer_supported` finds every fact's tai
 from __future__ import annotations
 
 from lmforge.generate.backends import Request
-from lmforge.generate.config import SelfKGConfig
-from lmforge.generate.run import Run
+from lmforge.generate.generate_config import SelfKGConfig
+from lmforge.generate.generation_run import Run
 from lmforge.generate.triples import (
     QAPair,
     Triple,

@@ -13,11 +13,11 @@ import re
 from typing import Any
 
 from lmforge.generate.backends import Request
-from lmforge.generate.config import SelfQAConfig
 from lmforge.generate.dedup import NearDuplicateIndex
 from lmforge.generate.documents import chunk_documents, load_documents
+from lmforge.generate.generate_config import SelfQAConfig
+from lmforge.generate.generation_run import Run
 from lmforge.generate.parsing import numbered_items, word_count
-from lmforge.generate.run import Run
 from lmforge.utils.errors import ConfigError
 
 QUESTIONS_ID = "self-qa/questions-v1"

@@ -28,7 +28,7 @@ from lmforge.models.adapters import (
     load_plain_tokenizer,
     tokenizer_source,
 )
-from lmforge.models.loading import resolve_dtype
+from lmforge.models.model_loading import resolve_dtype
 from lmforge.models.quantization import quantized_training, use_dequantized_base
 from lmforge.templates import ChatTemplate, Message, get_template
 from lmforge.utils.errors import ConfigError

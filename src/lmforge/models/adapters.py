@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from lmforge.config.schema import ModelConfig
-from lmforge.models.loading import (
+from lmforge.models.model_loading import (
     PICKLE_SUFFIXES,
     check_remote_code,
     check_safetensors_only,

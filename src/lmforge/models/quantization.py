@@ -15,7 +15,7 @@ import torch
 import yaml
 from torch import nn
 
-from lmforge.config.loading import build_dataclass
+from lmforge.config.config_loading import build_dataclass
 from lmforge.config.methods import method_spec
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.utils.errors import ConfigError
@@ -40,7 +40,7 @@ def require_bitsandbytes(what: str) -> None:
 
 def compute_dtype(method_cfg: MethodConfig, model_cfg: ModelConfig) -> torch.dtype:
     """The matmul dtype of 4-bit layers: explicit, or the model's own dtype."""
-    from lmforge.models.loading import resolve_dtype
+    from lmforge.models.model_loading import resolve_dtype
 
     name = model_cfg.dtype if method_cfg.quant_compute_dtype == "auto" else method_cfg.quant_compute_dtype
     return resolve_dtype(name)
@@ -122,7 +122,7 @@ def quantized_training(adapter: str) -> MethodConfig | None:
 
 def use_dequantized_base(base_model: Any, base: str, method: MethodConfig) -> int:
     """Replace `base_model`'s linear weights by dequant(quant(W)) as qlora training loaded them."""
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
 
     model_cfg = ModelConfig(name_or_path=base, dtype="float32", attn_implementation="eager")
     quantized = load_model(model_cfg, load_tokenizer(model_cfg), method)

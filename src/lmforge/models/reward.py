@@ -18,7 +18,7 @@ import torch
 
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
-from lmforge.models.loading import (
+from lmforge.models.model_loading import (
     check_remote_code,
     check_safetensors_only,
     load_model,

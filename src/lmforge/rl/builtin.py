@@ -60,8 +60,8 @@ def sql_execution_match(
     their database); the reference is the gold SQL. A gold query that does not run scores None (excluded)."""
     from lmforge.text2sql.evaluate import ExecSettings, execution_outcome
     from lmforge.text2sql.extract import extract_sql
-    from lmforge.text2sql.prompts import prompt_db_id
-    from lmforge.text2sql.schema import database_files
+    from lmforge.text2sql.spider_tables import database_files
+    from lmforge.text2sql.sql_prompts import prompt_db_id
 
     settings = ExecSettings(timeout_s=timeout_s)
     scores: list[float | None] = []

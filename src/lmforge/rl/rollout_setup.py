@@ -23,7 +23,7 @@ def load_reference(cfg: RunConfig, tokenizer: Any) -> Any | None:
     """The KL reference: None when the policy is a fresh adapter (the adapter-disabled policy is the reference),
     otherwise a frozen copy of the starting model (full/freeze, or base + the adapter training continues from)."""
     from lmforge.config.methods import method_spec
-    from lmforge.models.loading import load_model
+    from lmforge.models.model_loading import load_model
 
     if method_spec(cfg.method.name).reference == "adapter_disabled" and not cfg.model.adapter_name_or_path:
         logger.info("reference model: the policy with its adapter disabled")
@@ -43,9 +43,9 @@ def build_rl_trainer(
     cfg: RunConfig, args: TrainingArguments, trainer_cls: type[RolloutTrainer], wrap: Any = None
 ) -> RolloutTrainer:
     """The stage's trainer over the prompt dataset; `wrap(policy)` turns the policy into the trained module."""
-    from lmforge.data.prompts import build_prompt_datasets
+    from lmforge.data.rl_prompts import build_prompt_datasets
     from lmforge.methods import prepare_model
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
     from lmforge.rl.rewards import build_reward_sources
     from lmforge.templates import get_template
 

@@ -14,7 +14,7 @@ from lmforge.training.run import build_trainer, train_and_save
 def run(cfg: RunConfig, args: TrainingArguments, resume: bool) -> dict[str, float]:
     from lmforge.data.pipeline import build_datasets
     from lmforge.methods import prepare_model
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
     data = build_datasets(cfg, tokenizer, None)  # no chat template: documents are encoded as they are

@@ -8,15 +8,15 @@ Public API (documented in the README):
 """
 
 from lmforge.templates.base import ChatTemplate, Encoded, Message
-from lmforge.templates.registry import (
+from lmforge.templates.spec import TemplateSpec
+from lmforge.templates.template_table import (
     TEMPLATES,
     check_template_matches_tokenizer,
     get_template,
     template_names,
     template_table,
 )
-from lmforge.templates.spec import TemplateSpec
-from lmforge.templates.tokens import has_control_text
+from lmforge.templates.token_labels import has_control_text
 
 __all__ = [
     "TEMPLATES",

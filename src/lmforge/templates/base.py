@@ -25,7 +25,7 @@ from jinja2 import TemplateError
 from lmforge.templates.jinja import Message, RenderLimitError, compile_template, render_chat
 from lmforge.templates.locate import ReplySpan, locate_replies, message_region
 from lmforge.templates.spec import TemplateSpec
-from lmforge.templates.tokens import (
+from lmforge.templates.token_labels import (
     IGNORE_INDEX,
     Tokenized,
     has_control_text,

@@ -27,8 +27,8 @@ from lmforge.text2sql.execution import (
     strip_distinct,
 )
 from lmforge.text2sql.hardness import LEVELS, hardness
-from lmforge.text2sql.schema import DbSchema, check_database_matches, database_files, schema_for
 from lmforge.text2sql.spider_sql import SqlParseError, empty_sql, parse_sql_tree, spider_structure
+from lmforge.text2sql.spider_tables import DbSchema, check_database_matches, database_files, schema_for
 from lmforge.utils.errors import DataError
 
 # Outcome of one prediction, from best to worst; "correct"/"wrong_result" need a run on the databases.

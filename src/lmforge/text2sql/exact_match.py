@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from lmforge.text2sql.schema import DbSchema
 from lmforge.text2sql.spider_sql import WHERE_OPS
+from lmforge.text2sql.spider_tables import DbSchema
 
 COMPONENTS = (
     "select",

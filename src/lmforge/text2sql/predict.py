@@ -18,7 +18,7 @@ from lmforge.text2sql.examples import Example
 from lmforge.text2sql.execution import run_query
 from lmforge.text2sql.extract import extract_sql, one_line
 from lmforge.text2sql.prepare import PromptBuilder, SplitReport
-from lmforge.text2sql.schema import database_files
+from lmforge.text2sql.spider_tables import database_files
 
 
 @dataclass(frozen=True)

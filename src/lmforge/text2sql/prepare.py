@@ -17,9 +17,9 @@ import yaml
 
 from lmforge.data.encode import require_template
 from lmforge.text2sql.examples import Example, read_examples
-from lmforge.text2sql.fit import fit_blocks
-from lmforge.text2sql.prompts import PromptSettings, blocks_for, messages_for
-from lmforge.text2sql.schema import DbSchema, schema_for
+from lmforge.text2sql.prompt_fit import fit_blocks
+from lmforge.text2sql.spider_tables import DbSchema, schema_for
+from lmforge.text2sql.sql_prompts import PromptSettings, blocks_for, messages_for
 
 if TYPE_CHECKING:
     from lmforge.templates import ChatTemplate

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.text2sql.execution import run_query
-from lmforge.text2sql.schema import DbSchema
+from lmforge.text2sql.spider_tables import DbSchema
 
 SCHEMA_FORMATS = ("nl", "ddl")
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

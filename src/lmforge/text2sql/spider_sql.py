@@ -16,7 +16,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from lmforge.text2sql.schema import DbSchema
+from lmforge.text2sql.spider_tables import DbSchema
 
 AGG_OPS = ("none", "max", "min", "count", "sum", "avg")
 WHERE_OPS = ("not", "between", "=", ">", "<", ">=", "<=", "!=", "in", "like", "is", "exists")

@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from lmforge.text2sql.examples import Example
 from lmforge.text2sql.execution import run_query
-from lmforge.text2sql.schema import DbSchema
+from lmforge.text2sql.spider_tables import DbSchema
 
 _SQL_TYPES = {"number": "NUMERIC", "text": "TEXT", "time": "TEXT", "boolean": "INTEGER"}
 _WORDS = ("alpha", "beta", "gamma", "delta", "omega", "north", "south", "red", "blue", "green", "oak", "elm")

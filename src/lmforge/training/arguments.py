@@ -64,7 +64,7 @@ def training_argument_values(cfg: RunConfig) -> dict[str, Any]:
         "label_names": ["labels"],  # PEFT wrappers hide the model's forward signature from label detection
         "ddp_find_unused_parameters": False,  # every trainable parameter is used; True costs an extra graph walk
         "dataloader_num_workers": 0,
-        # model.gradient_checkpointing is applied when the model is loaded (models/loading.py), not here
+        # model.gradient_checkpointing is applied when the model is loaded (models/model_loading.py), not here
         **_device_defaults(cfg),
     }
     values.update({k: v for k, v in cfg.train.items() if k not in LMFORGE_TRAIN_KEYS})  # lmforge reads those

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from lmforge.config.loading import config_to_dict
+from lmforge.config.config_loading import config_to_dict
 from lmforge.config.schema import RunConfig
 from lmforge.data.report import BAD_ROWS_FILE
 from lmforge.training.checkpoints import clean_staging_dirs, find_resume_checkpoint

@@ -56,7 +56,7 @@ def train_spec() -> dict[str, Any]:
 
 
 def eval_spec() -> dict[str, Any]:
-    from lmforge.evaluation.config import ChoiceConfig, EvalConfig, EvalDataConfig, EvalModelConfig
+    from lmforge.evaluation.eval_config import ChoiceConfig, EvalConfig, EvalDataConfig, EvalModelConfig
     from lmforge.inference.sampling import GenerationOptions
 
     top = [f for f in section_fields(EvalConfig) if f["kind"] != "yaml"]
@@ -137,7 +137,7 @@ def plan_train(values: dict[str, Any], runner: JobRunner) -> Planned:
 
 
 def plan_eval(values: dict[str, Any], runner: JobRunner) -> Planned:
-    from lmforge.evaluation.config import load_eval_config
+    from lmforge.evaluation.eval_config import load_eval_config
 
     raw = form_to_raw(eval_spec(), values)
     if not raw.get("output_dir"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmforge.config import checks
-from lmforge.config.loading import build_dataclass
+from lmforge.config.config_loading import build_dataclass
 from lmforge.config.schema import RunConfig
 from lmforge.utils.errors import ConfigError
 

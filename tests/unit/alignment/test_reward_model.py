@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, set_seed
 from lmforge.alignment.batches import pack_samples
 from lmforge.alignment.objectives import RewardObjective
 from lmforge.config.schema import ModelConfig, PreferenceConfig
-from lmforge.models.loading import load_tokenizer
+from lmforge.models.model_loading import load_tokenizer
 from lmforge.models.reward import load_reward_backbone, load_reward_model, sequence_scores
 from lmforge.templates import get_template
 from lmforge.train import run_training

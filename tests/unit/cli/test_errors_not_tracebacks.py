@@ -38,7 +38,7 @@ def test_a_model_path_that_does_not_exist_is_named(command, missing, tmp_path, m
 
 
 def test_a_hub_id_without_network_fails_in_seconds(monkeypatch, capsys) -> None:
-    from lmforge.models import loading
+    from lmforge.models import model_loading as loading
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(loading, "_hub_reachable", lambda endpoint: False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.config import load_config
-from lmforge.config.loading import apply_overrides, read_yaml
+from lmforge.config.config_loading import apply_overrides, read_yaml
 from lmforge.utils.errors import ConfigError
 
 ISSUE_EXAMPLE = """\

@@ -12,12 +12,12 @@ import torch
 
 from lmforge.cli import main
 from lmforge.config import load_config
-from lmforge.estimate.command import build_inputs, components
-from lmforge.estimate.fit import fit_batch, fit_cutoff, fit_zero
+from lmforge.estimate.estimate_command import build_inputs, components
 from lmforge.estimate.memory import optimizer_bytes, peak_bytes
+from lmforge.estimate.memory_fit import fit_batch, fit_cutoff, fit_zero
 from lmforge.estimate.shape import model_shape
 from lmforge.methods import count_parameters, prepare_model
-from lmforge.models.loading import load_model, load_tokenizer
+from lmforge.models.model_loading import load_model, load_tokenizer
 from lmforge.utils.errors import ConfigError
 from tests.fixtures.run_configs import write_run_yaml
 

@@ -12,7 +12,7 @@ import torch
 
 from lmforge.evaluation import choice
 from lmforge.evaluation.benchmarks import Question
-from lmforge.evaluation.config import load_eval_config
+from lmforge.evaluation.eval_config import load_eval_config
 from lmforge.evaluation.runner import run_evaluation
 from lmforge.inference.decoding import pad_left
 from lmforge.inference.engine import ChatEngine

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmforge.evaluation.config import load_eval_config, training_data_config
+from lmforge.evaluation.eval_config import load_eval_config, training_data_config
 from lmforge.utils.errors import ConfigError
 from tests.unit.evaluation.conftest import ROOT
 

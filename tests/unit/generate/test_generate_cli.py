@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lmforge.cli import main
-from lmforge.generate.config import GeneratorConfig, SelfInstructConfig, load_generate_config
+from lmforge.generate.generate_config import GeneratorConfig, SelfInstructConfig, load_generate_config
 
 REPO = Path(__file__).resolve().parents[3]
 SEEDS = REPO / "examples/data/generate/seed_tasks.jsonl"

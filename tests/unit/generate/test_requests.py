@@ -6,8 +6,8 @@ import email.utils
 import time
 
 from lmforge.generate.backends import EndpointGenerator, Request, _retry_after
-from lmforge.generate.config import GeneratorConfig
-from lmforge.generate.run import seed_for
+from lmforge.generate.generate_config import GeneratorConfig
+from lmforge.generate.generation_run import seed_for
 from lmforge.inference.sampling import GenerationOptions
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.generate import self_instruct_prompts as prompts
-from lmforge.generate.config import SelfInstructConfig
+from lmforge.generate.generate_config import SelfInstructConfig
 from lmforge.generate.parsing import numbered_items
 from lmforge.generate.seeds import load_seed_tasks
 from lmforge.generate.self_instruct import clean_instances, instruction_problem

@@ -9,7 +9,7 @@ import torch
 
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.methods import prepare_model
-from lmforge.models.loading import load_model, load_tokenizer
+from lmforge.models.model_loading import load_model, load_tokenizer
 
 
 def prepared(folder: Path, method: MethodConfig, **model_kw: Any) -> Any:

@@ -40,7 +40,7 @@ def train_method(
     """`steps` optimizer steps of sft on the fixed Q/A pairs (batch 4), as `lmforge train` runs them."""
     from lmforge.data.pipeline import build_datasets
     from lmforge.methods import prepare_model
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
     from lmforge.templates import get_template
     from lmforge.training.arguments import build_training_arguments
     from lmforge.training.run import build_trainer, train_and_save

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lmforge.config import checks
-from lmforge.config.loading import build_dataclass
+from lmforge.config.config_loading import build_dataclass
 from lmforge.config.schema import MethodConfig, ModelConfig, RunConfig
 from lmforge.methods.lora import loraplus_optimizer
 from lmforge.methods.neftune import NeftuneHook, add_neftune, sample_lengths
@@ -210,7 +210,7 @@ def test_qlora_quantizes_the_base_and_trains_only_lora(tiny_model_dir: Path, bit
     import bitsandbytes as bnb
 
     from lmforge.methods import prepare_model
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
 
     torch.use_deterministic_algorithms(False)  # bitsandbytes' CPU kernels
     cfg = ModelConfig(name_or_path=str(tiny_model_dir), dtype="float32")
@@ -227,7 +227,7 @@ def test_qlora_quantizes_the_base_and_trains_only_lora(tiny_model_dir: Path, bit
 def test_dequantized_weights_are_the_quantised_values_in_fp32(tiny_model_dir: Path) -> None:
     from safetensors.torch import load_file
 
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
 
     torch.use_deterministic_algorithms(False)
     cfg = ModelConfig(name_or_path=str(tiny_model_dir), dtype="float32")
@@ -246,7 +246,7 @@ def test_qlora_eval_forward_works_for_widths_off_the_block_size(tmp_path: Path) 
     """bitsandbytes' CPU eval path would repack the weights and fail for in_features % 64 != 0 (MLP of 96 here);
     load_model keeps them unpacked, so eval runs and dequantising afterwards still reads the trained weights."""
     from lmforge.models.init import build_model
-    from lmforge.models.loading import load_model, load_tokenizer
+    from lmforge.models.model_loading import load_model, load_tokenizer
     from tests.fixtures.tokenizers import load_fixture_tokenizer
 
     torch.use_deterministic_algorithms(False)

@@ -30,7 +30,7 @@ from lmforge.export.merge import export_merged, merge_verified
 from lmforge.export.verify import fixed_inputs
 from lmforge.methods import count_parameters, format_parameter_count
 from lmforge.models.adapters import attach_adapter, load_base_model
-from lmforge.models.loading import load_model, load_tokenizer
+from lmforge.models.model_loading import load_model, load_tokenizer
 from lmforge.utils.errors import ConfigError
 
 from .runs import Run, fixed_batch, logits, train_method

@@ -12,7 +12,7 @@ from lmforge.config.methods import METHOD_SPECS
 from lmforge.config.schema import METHODS as SCHEMA_METHODS
 from lmforge.config.schema import MethodConfig, ModelConfig
 from lmforge.methods import count_parameters, format_parameter_count, prepare_model
-from lmforge.models.loading import load_model, load_tokenizer
+from lmforge.models.model_loading import load_model, load_tokenizer
 from lmforge.utils.errors import ConfigError
 
 from .helpers import changed, prepared, snapshot, train_steps, trainable_names

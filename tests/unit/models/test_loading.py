@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from lmforge.config.schema import ModelConfig
-from lmforge.models import loading
+from lmforge.models import model_loading as loading
 from lmforge.models.attention import PACKED_SDPA
-from lmforge.models.loading import load_model, load_tokenizer, resolve_dtype
+from lmforge.models.model_loading import load_model, load_tokenizer, resolve_dtype
 from lmforge.utils.errors import ConfigError
 from tests.fixtures.tokenizers import load_fixture_tokenizer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.config import load_config
-from lmforge.data.prompts import build_prompt_datasets
+from lmforge.data.rl_prompts import build_prompt_datasets
 from lmforge.templates import get_template
 from lmforge.utils.errors import DataError
 from tests.fixtures.tokenizers import load_fixture_tokenizer
@@ -130,7 +130,7 @@ def test_special_token_text_in_a_prompt_stays_text_and_is_counted(tmp_path):
 
 
 def test_data_preview_shows_prompts_as_rollouts_see_them(tmp_path, capsys):
-    from lmforge.data.prompts import preview_prompts
+    from lmforge.data.rl_prompts import preview_prompts
 
     cfg = _cfg(tmp_path, [{"instruction": "Add 2 and 2", "output": "4"}], "alpaca")
     preview_prompts(cfg, load_fixture_tokenizer("qwen"), n=1, dump=str(tmp_path / "dump.jsonl"))

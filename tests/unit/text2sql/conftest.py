@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.text2sql.schema import DbSchema, load_tables, schema_from_entry
+from lmforge.text2sql.spider_tables import DbSchema, load_tables, schema_from_entry
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "text2sql"
 TABLES = FIXTURES / "tables_subset.json"

@@ -10,8 +10,8 @@ import pytest
 
 from lmforge.text2sql.exact_match import canonical, exact_set_match, foreign_key_map
 from lmforge.text2sql.hardness import hardness
-from lmforge.text2sql.schema import DbSchema
 from lmforge.text2sql.spider_sql import SqlParseError, empty_sql, spider_structure
+from lmforge.text2sql.spider_tables import DbSchema
 from tests.unit.text2sql.conftest import FIXTURES
 
 PAIRS = json.loads((FIXTURES / "em_pairs.json").read_text(encoding="utf-8"))["pairs"]

@@ -14,8 +14,8 @@ from lmforge.models.adapters import load_plain_tokenizer
 from lmforge.templates import get_template
 from lmforge.text2sql.examples import read_examples
 from lmforge.text2sql.prepare import PromptBuilder, SplitReport, prepare
-from lmforge.text2sql.prompts import PromptSettings
-from lmforge.text2sql.schema import DbSchema
+from lmforge.text2sql.spider_tables import DbSchema
+from lmforge.text2sql.sql_prompts import PromptSettings
 from lmforge.utils.errors import DataError
 from tests.unit.text2sql.conftest import FIXTURES
 

@@ -12,9 +12,9 @@ from lmforge.rl.builtin import sql_execution_match
 from lmforge.text2sql.evaluate import ExecSettings, execution_outcome
 from lmforge.text2sql.examples import Example
 from lmforge.text2sql.predict import majority_by_result
-from lmforge.text2sql.prompts import PromptSettings, messages_for, prompt_db_id
-from lmforge.text2sql.schema import DbSchema, database_files
 from lmforge.text2sql.serialize import table_blocks
+from lmforge.text2sql.spider_tables import DbSchema, database_files
+from lmforge.text2sql.sql_prompts import PromptSettings, messages_for, prompt_db_id
 from lmforge.text2sql.synth_db import gold_literals, synthesize
 from lmforge.utils.errors import ConfigError
 

@@ -18,11 +18,11 @@ import torch
 
 from lmforge.config.schema import RunConfig
 from lmforge.config.stages import stage_spec
+from lmforge.estimate.batch_tokens import TokenStats, token_stats
 from lmforge.estimate.hardware import DEFAULT_MFU, Device, device, human, parse_bytes
 from lmforge.estimate.memory import PHASES, Component, Plan, memory_components, peak_bytes
 from lmforge.estimate.shape import ModelShape, model_shape
 from lmforge.estimate.timing import flops_per_token, step_seconds
-from lmforge.estimate.tokens import TokenStats, token_stats
 from lmforge.utils.errors import ConfigError
 
 DEFAULT_BATCH = 8  # TrainingArguments.per_device_train_batch_size default
@@ -63,7 +63,7 @@ def zero_settings(cfg: RunConfig) -> tuple[int, bool, bool]:
 
 
 def build_inputs(cfg: RunConfig, gpus: int, gpu: str | None) -> Inputs:
-    from lmforge.models.loading import load_tokenizer
+    from lmforge.models.model_loading import load_tokenizer
 
     target = device(gpu)
     dtype = resolve_dtype(cfg, target)
@@ -206,7 +206,7 @@ def _duration(seconds: float) -> str:
 
 
 def fit_answer(inputs: Inputs, what: str, budget: float) -> Any:
-    from lmforge.estimate.fit import fit_batch, fit_cutoff, fit_zero
+    from lmforge.estimate.memory_fit import fit_batch, fit_cutoff, fit_zero
 
     search = {"batch": fit_batch, "cutoff_len": fit_cutoff, "zero": fit_zero}
     if what not in search:

@@ -7,10 +7,10 @@ import dataclasses
 from typing import Any
 
 from lmforge.config.stages import stage_spec
-from lmforge.estimate.command import Inputs, components
+from lmforge.estimate.batch_tokens import TokenStats
+from lmforge.estimate.estimate_command import Inputs, components
 from lmforge.estimate.hardware import human
 from lmforge.estimate.memory import Plan, peak_bytes
-from lmforge.estimate.tokens import TokenStats
 from lmforge.utils.errors import ConfigError
 
 ZERO_LADDER = ((0, False, False), (1, False, False), (2, False, False), (3, False, False), (3, True, False),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from lmforge.config.loading import apply_overrides, build_dataclass, read_yaml
+from lmforge.config.config_loading import apply_overrides, build_dataclass, read_yaml
 from lmforge.config.schema import _f
 from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import ConfigError
@@ -184,7 +184,7 @@ def check_generate_config(method: str, cfg: GenerateConfig) -> None:
 
 def generate_reference(method: str) -> str:
     """The config key reference printed by `lmforge generate METHOD --help` (shared sections + the method's)."""
-    from lmforge.config.docs import section_reference
+    from lmforge.config.config_reference import section_reference
 
     section = method.replace("-", "_")
     method_cls = {"self_instruct": SelfInstructConfig, "self_qa": SelfQAConfig, "self_kg": SelfKGConfig}[section]

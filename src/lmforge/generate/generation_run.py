@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 from lmforge.generate.backends import Generator, GeneratorError, Reply, Request
-from lmforge.generate.config import GenerateConfig
+from lmforge.generate.generate_config import GenerateConfig
 from lmforge.generate.output import OutputStore
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.generate.backends import open_generator
-from lmforge.generate.config import GenerateConfig
+from lmforge.generate.generate_config import GenerateConfig
+from lmforge.generate.generation_run import Run
 from lmforge.generate.output import REJECTS, OutputStore
-from lmforge.generate.run import Run
 
 
 def _pipeline(method: str, run: Run, cfg: GenerateConfig) -> Any:

@@ -53,7 +53,7 @@ def token_stats(cfg: RunConfig, tokenizer: object) -> TokenStats:
 
         template = get_template(cfg.data.template, tokenizer)
     if spec.is_online_rl:
-        from lmforge.data.prompts import build_prompt_datasets
+        from lmforge.data.rl_prompts import build_prompt_datasets
 
         assert template is not None  # every stage but pt renders with a template
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lmforge.config.loading import apply_overrides, build_dataclass, read_yaml
+from lmforge.config.config_loading import apply_overrides, build_dataclass, read_yaml
 from lmforge.config.schema import DataConfig, _f
 from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import ConfigError

@@ -11,8 +11,8 @@ from typing import Any
 
 from lmforge.templates import Message
 from lmforge.text2sql.examples import Example
-from lmforge.text2sql.schema import DbSchema, database_files
 from lmforge.text2sql.serialize import SCHEMA_FORMATS, TableBlock, schema_text, table_blocks
+from lmforge.text2sql.spider_tables import DbSchema, database_files
 from lmforge.utils.errors import ConfigError
 
 SYSTEM_PROMPT = (
