@@ -131,6 +131,7 @@ def test_jobs_of_other_kinds_and_failed_starts_are_listed_with_their_state(tmp_p
         time.sleep(0.1)
     summary = runner.get(job.id).summary()
     assert summary["state"] == "failed" and summary["resumable"]
+    assert summary["message"] == "exit status 2; see the log"  # the detail after the badge, not the state again
     assert "missing.yaml" in job.log_path.read_text()
     assert json.loads((job.folder / "exit-1.json").read_text())["returncode"] == 2
 

@@ -73,7 +73,8 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class JobStatus:
-    """What the page shows about a job: state is running | finished | stopped | aborted | killed | failed | lost."""
+    """What the page shows about a job: state is running | finished | stopped | aborted | killed | failed | lost;
+    message is the detail shown after the state badge, so it never repeats the state (empty when there is none)."""
 
     state: str
     message: str
@@ -125,19 +126,19 @@ class Job:
         ended = self.exit_record(len(attempts))
         if ended is None:
             if _alive(last["pid"]):
-                return JobStatus("running", "stopping: saving a checkpoint" if last.get("abort") else "running")
+                return JobStatus("running", "stopping: saving a checkpoint" if last.get("abort") else "")
             return JobStatus("lost", "the process ended without recording an exit status (machine restart?)")
         code = ended["returncode"]
         if ended.get("killed"):
-            return JobStatus("killed", "killed with SIGKILL after the abort grace period (no checkpoint of it)", code)
+            return JobStatus("killed", "SIGKILL after the abort grace period (no checkpoint of it)", code)
         if code == 0:
-            return JobStatus("finished", "finished", code)
+            return JobStatus("finished", "", code)
         if code == 128 + signal.SIGTERM and info["kind"] == "train":
             state = "aborted" if last.get("abort") else "stopped"
             return JobStatus(state, "stopped with a sealed checkpoint: Resume continues from it", code)
         if last.get("abort"):
-            return JobStatus("aborted", f"aborted (exit status {code})", code)
-        return JobStatus("failed", f"failed (exit status {code}); see the log", code)
+            return JobStatus("aborted", f"exit status {code}", code)
+        return JobStatus("failed", f"exit status {code}; see the log", code)
 
     def summary(self) -> dict[str, Any]:
         info = self.info

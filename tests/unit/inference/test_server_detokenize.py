@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from lmforge.inference.detokenize import TextAssembler
@@ -42,3 +44,18 @@ def test_finish_flushes_an_incomplete_character() -> None:
     assert tokenizer.decode(partial).endswith("\ufffd")
     assembler = TextAssembler(tokenizer, [])
     assert "".join(_feed(assembler, partial)) == tokenizer.decode(partial, skip_special_tokens=True)
+
+
+def test_pieces_join_to_the_full_decode_for_any_ids_even_invalid_utf8() -> None:
+    """What a model may emit: byte tokens that split characters, or bytes that never form one (a random model's
+    U+FFFD). Streamed pieces must hold a split character back and show exactly what the full decode shows."""
+    tokenizer = load_fixture_tokenizer("qwen")
+    byte_tokens = [i for i in range(len(tokenizer)) if "\ufffd" in tokenizer.decode([i])]
+    rng = random.Random(0)
+    naive_differs = 0
+    for _ in range(300):
+        ids = [rng.choice(byte_tokens) if rng.random() < 0.5 else rng.randrange(len(tokenizer)) for _ in range(10)]
+        full = tokenizer.decode(ids, skip_special_tokens=True)
+        assert "".join(_feed(TextAssembler(tokenizer, []), ids)) == full, ids
+        naive_differs += "".join(tokenizer.decode([i], skip_special_tokens=True) for i in ids) != full
+    assert naive_differs > 0  # negative control: token-by-token decoding would show broken characters here

@@ -138,7 +138,10 @@ function follow(jobId, formName = "train") {
 }
 
 function onUpdate(data) {
-  if (data.reset) { current.records = []; current.log = current.log.concat(["— new attempt —"]); }
+  if (data.reset) {  // the run's log restarts; mark it unless this is the first update of the page's follow
+    current.records = [];
+    if (current.job) current.log = current.log.concat(["— new attempt —"]);
+  }
   current.job = data.job;
   current.records.push(...data.records);
   current.log.push(...data.log);
@@ -174,10 +177,16 @@ function progressOf(records, job, now) {
   return {step: last.step, total, elapsed, eta};
 }
 
+/** The state badge, then the status detail when there is one (the detail never repeats the state). */
+function stateLine(job) {
+  const badge = el("span", {class: "state " + job.state, text: job.state});
+  return job.message ? [badge, " " + job.message] : [badge];
+}
+
 function renderTrainJob(now) {
   const job = current.job;
   $("#job-title").textContent = job.id;
-  $("#job-state").replaceChildren(el("span", {class: "state " + job.state, text: job.state}), " " + job.message + " · " + job.command);
+  $("#job-state").replaceChildren(...stateLine(job), el("div", {class: "cmd-line", text: job.command}));
   const p = progressOf(current.records, job, now);
   const finished = job.state === "finished";
   const eta = job.state === "running" ? fmtTime(p.eta) : "–";
@@ -194,7 +203,7 @@ function renderTrainJob(now) {
 function renderSideJob(kind, results) {
   const box = $(kind === "eval" ? "#eval-job" : "#export-job");
   const job = current.job;
-  box.replaceChildren(el("div", {}, el("span", {class: "state " + job.state, text: job.state}), " " + job.message));
+  box.replaceChildren(el("div", {}, ...stateLine(job)));
   if (results && results.data) box.append(resultsTable(results.data), el("div", {class: "note", text: results.file}));
   box.append(el("pre", {class: "log", text: current.log.slice(-60).join("\n")}));
 }
