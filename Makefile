@@ -43,13 +43,13 @@ test: $(TEST_VENV)/.installed-dev
 	$(TEST_PY) -m pytest
 
 lint: $(TEST_VENV)/.installed-dev
-	$(TEST_VENV)/bin/ruff check src tests bench examples
-	$(TEST_VENV)/bin/ruff format --check src tests bench examples
+	$(TEST_VENV)/bin/ruff check src tests bench examples docs/*.py
+	$(TEST_VENV)/bin/ruff format --check src tests bench examples docs/*.py
 	$(TEST_VENV)/bin/mypy src
 
 format: $(TEST_VENV)/.installed-dev
-	$(TEST_VENV)/bin/ruff format src tests bench examples
-	$(TEST_VENV)/bin/ruff check --fix src tests bench examples
+	$(TEST_VENV)/bin/ruff format src tests bench examples docs/*.py
+	$(TEST_VENV)/bin/ruff check --fix src tests bench examples docs/*.py
 
 bench: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash bench/run_bench.sh

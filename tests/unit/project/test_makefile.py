@@ -46,8 +46,8 @@ def test_make_quickstart_never_installs_test_tools_or_extras() -> None:
 def test_make_lint_runs_ruff_check_format_check_and_pinned_mypy() -> None:
     commands = dry_run("lint")[-3:]
     assert commands == [
-        ".venv-test/bin/ruff check src tests bench examples",
-        ".venv-test/bin/ruff format --check src tests bench examples",
+        ".venv-test/bin/ruff check src tests bench examples docs/*.py",
+        ".venv-test/bin/ruff format --check src tests bench examples docs/*.py",
         ".venv-test/bin/mypy src",
     ]
     pins = (ROOT / "requirements/lock-dev.txt").read_text().splitlines()
