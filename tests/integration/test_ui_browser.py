@@ -129,8 +129,7 @@ def test_train_a_lora_run_watch_its_loss_and_chat_with_it_in_a_real_browser(ui, 
     browser.save_screenshot(str(shots / "export.png"))
 
     tab(browser, "runs")
-    tick = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#runs-table input[type=checkbox]"))[0]
-    tick.click()
+    wait.until(lambda d: _click_first(d, "#runs-table input[type=checkbox]"))  # retried if the table re-renders
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#compare-plot circle.point")) == 5)
     browser.save_screenshot(str(shots / "runs.png"))
     assert sorted(p.name for p in shots.iterdir()) == [
@@ -141,3 +140,12 @@ def test_train_a_lora_run_watch_its_loss_and_chat_with_it_in_a_real_browser(ui, 
         "runs.png",
         "train.png",
     ]
+
+
+def _click_first(browser, selector: str) -> bool:
+    """Click the first match, if any; a re-render between find and click raises a stale reference, which the wait
+    ignores and retries."""
+    found = browser.find_elements(By.CSS_SELECTOR, selector)
+    if found:
+        found[0].click()
+    return bool(found)

@@ -284,9 +284,13 @@ function drawPlot(svg, series) {
 // ---- runs ----------------------------------------------------------------------------------------------------
 const compared = new Set();
 
+let runsRequest = 0;  // only the newest listing renders: two in flight would rebuild the table twice
+
 async function loadRuns() {
+  const mine = ++runsRequest;
   let jobs;
   try { jobs = await api("/api/jobs"); } catch (e) { showMessage(e.message); return; }
+  if (mine !== runsRequest) return;
   const table = $("#runs-table");
   table.replaceChildren(el("tr", {}, ...["", "job", "state", "attempt", "started", "command", ""].map((h) => el("th", {text: h}))));
   for (const job of jobs) {
