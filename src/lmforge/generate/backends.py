@@ -1,19 +1,19 @@
 """The generator model behind `lmforge generate`: an OpenAI-compatible endpoint, or a local model in-process.
 
-Both take a wave of chat requests and give back one reply per request, in request order (whatever order they
-finish in), so what a run writes never depends on timing. The in-process path is the decode loop `lmforge serve`
-runs (`ChatEngine.decode` over `BatchWorker.run_here`) with the prompt built by the same template call the server
-makes and the text assembled by the server's `TextAssembler`, so a greedy (or seeded) request gets the same reply
-from either path.
+Both answer one chat request per `call`, blocking, from any number of threads at once (the run keeps
+`generator.concurrency` of them in flight and consumes the replies in a fixed order, so what a run writes never
+depends on timing). The in-process path is the decode loop `lmforge serve` runs (a started `BatchWorker` that
+batches the rows of concurrent calls continuously) with the prompt built by the same template call the server makes
+and the text assembled by the server's `TextAssembler`, so a greedy (or seeded) request gets the same reply from
+either path.
 """
 
 from __future__ import annotations
 
 import email.utils
 import os
+import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,9 @@ class EndpointGenerator:
         key = read_api_key(cfg)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.url = cfg.base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=cfg.timeout_s)
+        # one kept-alive connection per request in flight (httpx keeps only 20 by default: more would reconnect)
+        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=cfg.timeout_s, limits=limits)
         self.retries = 0  # retried attempts, for the report
 
     def check(self) -> None:
@@ -125,18 +127,6 @@ class EndpointGenerator:
                 f"{response.text[:200]}"
             )
 
-    def generate(self, requests: list[Request]) -> Iterator[Reply]:
-        """Replies in request order, each as soon as it and all before it are done."""
-        if not requests:
-            return
-        pool = ThreadPoolExecutor(self.cfg.concurrency, thread_name_prefix="lmforge-generate")
-        futures: list[Future[Reply]] = [pool.submit(self._one, r) for r in requests]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
     def payload(self, request: Request) -> dict[str, Any]:
         o = request.options
         body: dict[str, Any] = {"model": self.name, "messages": request.messages, "max_tokens": o.max_new_tokens}
@@ -147,7 +137,8 @@ class EndpointGenerator:
             body["repetition_penalty"] = o.repetition_penalty
         return body
 
-    def _one(self, request: Request) -> Reply:
+    def call(self, request: Request) -> Reply:
+        """The reply to one request (retried as configured); raises GeneratorError when it cannot be had."""
         import httpx
 
         body = self.payload(request)
@@ -213,6 +204,7 @@ class LocalGenerator:
     """A local model folder (+ adapter) on the server's decode engine, in this process."""
 
     def __init__(self, cfg: GeneratorConfig) -> None:
+        from lmforge.inference.batching import BatchWorker
         from lmforge.inference.engine import load_engine
 
         self.cfg = cfg
@@ -223,6 +215,12 @@ class LocalGenerator:
         config = getattr(self.engine.model, "config", None)
         self.context = int(getattr(config, "max_position_embeddings", None) or 2048)  # as the server's limit
         self.retries = 0
+        self._lock = threading.Lock()
+        e = self.engine
+        self.worker = BatchWorker(
+            e.model, e.pad_id, e.stop_ids, max_batch_size=cfg.concurrency, max_queue=cfg.concurrency
+        )
+        self.worker.start()
 
     @property
     def tokenizer(self) -> Any:
@@ -231,25 +229,30 @@ class LocalGenerator:
     def check(self) -> None:
         """Nothing to reach: the model loaded."""
 
-    def generate(self, requests: list[Request]) -> Iterator[Reply]:
-        from lmforge.inference.engine import generate_rows
+    def call(self, request: Request) -> Reply:
+        """The reply to one request, decoded in one batch with the other calls in flight."""
+        from lmforge.inference.batching import Event, Row
 
-        prompts = [self.engine.prompt_ids(r.messages) for r in requests]  # the server's chat prompt (same call)
-        fits = [i for i, (p, r) in enumerate(zip(prompts, requests, strict=True)) if self._fits(p, r.options)]
-        done = generate_rows(
-            self.engine.model,
-            [prompts[i] for i in fits],
-            [requests[i].options for i in fits],
-            self.engine.stop_ids,
-            self.engine.pad_id,
-            max_batch_size=self.cfg.concurrency,
-        )
-        by_index = dict(zip(fits, done, strict=True))
-        for i, (prompt, request) in enumerate(zip(prompts, requests, strict=True)):
-            if i not in by_index:
-                yield Reply("", "refused", refused=self._too_long(prompt, request.options))
-                continue
-            yield Reply(self._text(by_index[i].ids), by_index[i].finish, len(prompt), len(by_index[i].ids))
+        with self._lock:  # the tokenizer is not shared across threads
+            prompt = self.engine.prompt_ids(request.messages)  # the server's chat prompt (same call)
+        if not self._fits(prompt, request.options):
+            return Reply("", "refused", refused=self._too_long(prompt, request.options))
+        ended: list[Event] = []
+        finished = threading.Event()
+
+        def deliver(event: Event) -> None:
+            if event[0] in ("done", "error"):
+                ended.append(event)
+                finished.set()
+
+        row = Row(prompt, request.options, deliver)
+        self.worker.submit([row])
+        finished.wait()
+        if ended[0][0] == "error":
+            raise GeneratorError(f"in-process generation of request {request.key} failed: {ended[0][1]}")
+        with self._lock:
+            text = self._text(row.ids)
+        return Reply(text, row.finish or "length", len(prompt), len(row.ids))
 
     def _fits(self, prompt: list[int], options: GenerationOptions) -> bool:
         return len(prompt) + options.max_new_tokens <= self.context
@@ -266,7 +269,7 @@ class LocalGenerator:
         return "".join(assembler.add(token) for token in ids) + assembler.finish()
 
     def close(self) -> None:
-        """Nothing held open."""
+        self.worker.stop()
 
 
 Generator = EndpointGenerator | LocalGenerator

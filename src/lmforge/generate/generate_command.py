@@ -54,6 +54,7 @@ def generate_command(method: str, cfg: GenerateConfig, resume: bool, dry_run: bo
     try:
         pipeline.generate()
     finally:
+        run.close()
         summary = run.summary()
         if run.generator is not None:
             run.generator.close()

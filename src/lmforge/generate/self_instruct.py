@@ -7,19 +7,26 @@ join the pool at once. Then each accepted task is classified (finite labels or n
 for classification tasks, input-first otherwise; instances are cleaned (empty output, input == output, truncated,
 conflicting outputs for one input, duplicates, more than `max_instances`). Every dropped candidate is a reject with
 its reason.
+
+Nothing waits at a stage barrier: a task's classify -> instances chain starts as soon as the proposal reply that
+accepted it has been read (replies are read in order, so the pool grows as in a sequential run), and the next round's
+proposals go out as soon as this round's have all been read (their in-context draw needs only the accepted pool)
+while this round's chains finish. Chains are then consumed in task order, before the next round's proposals, so the
+records, rejects and their order are those of a stage-by-stage run.
 """
 
 from __future__ import annotations
 
 import random
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge.generate import self_instruct_prompts as prompts
-from lmforge.generate.backends import Request
+from lmforge.generate.backends import Reply, Request
 from lmforge.generate.dedup import NearDuplicateIndex
 from lmforge.generate.generate_config import SelfInstructConfig
-from lmforge.generate.generation_run import Run, seed_for
+from lmforge.generate.generation_run import ChainResult, Run, Step, seed_for
 from lmforge.generate.parsing import contains_phrase, starts_with_text, word_count
 from lmforge.generate.seeds import SeedTask, load_seed_tasks
 
@@ -33,6 +40,7 @@ class Task:
     source: dict[str, Any]
     requests: list[Request] = field(default_factory=list)
     is_classification: bool = False
+    chain: Future[ChainResult] | None = None  # its classify -> instances requests on their way
 
 
 def instruction_problem(text: str, cfg: SelfInstructConfig) -> str | None:
@@ -94,17 +102,20 @@ class SelfInstruct:
         self.pool.append(text)
 
     def generate(self) -> None:
-        for round_index in range(self.cfg.max_rounds):
-            if self.accepted >= self.cfg.num_instructions or self.run.stopped:
-                break
-            tasks = self.propose(round_index)
-            self.classify(tasks)
-            self.instances(tasks)
-        else:
-            if self.accepted < self.cfg.num_instructions and not self.run.stopped:
-                self.run.stopped = f"max_rounds ({self.cfg.max_rounds}) reached"
+        round_index, proposals = 0, self._propose(0)
+        while proposals is not None:
+            tasks = self._read_proposals(round_index, *proposals)
+            round_index += 1
+            proposals = self._propose(round_index)  # on their way while this round's chains finish
+            self._finish(tasks)
+        if round_index >= self.cfg.max_rounds and self.accepted < self.cfg.num_instructions and not self.run.stopped:
+            self.run.stopped = f"max_rounds ({self.cfg.max_rounds}) reached"
 
-    def propose(self, round_index: int) -> list[Task]:
+    def _propose(self, round_index: int) -> tuple[list[Request], list[Any], list[Any]] | None:
+        """Send a round's proposal prompts: (requests, their in-context tasks, pending replies); None when no round
+        is due (target reached, max_rounds done, or the run stopped)."""
+        if round_index >= self.cfg.max_rounds or self.accepted >= self.cfg.num_instructions or self.run.stopped:
+            return None
         contexts, requests = [], []
         for i in range(self.cfg.prompts_per_round):
             key = f"self-instruct/r{round_index}/p{i}"
@@ -112,8 +123,18 @@ class SelfInstruct:
             contexts.append(context)
             text = prompts.propose_prompt([instruction for _, instruction in context])
             requests.append(self.run.request(key, prompts.PROPOSE_ID, text, creative=True))
+        return requests, contexts, self.run.send(requests)
+
+    def _read_proposals(
+        self, round_index: int, requests: list[Request], contexts: list[Any], sent: list[Any]
+    ) -> list[Task]:
+        """The round's accepted tasks, each with its chain started, from the proposal replies read in order."""
         tasks: list[Task] = []
-        for i, (request, context, reply) in enumerate(zip(requests, contexts, self.run.ask(requests), strict=False)):
+        for i, (request, context, pending) in enumerate(zip(requests, contexts, sent, strict=False)):
+            done = self.run.collect(pending)
+            if not done:
+                break
+            reply = done[0][1]
             if self.run.refused(reply, request):
                 continue
             items = prompts.proposed_instructions(reply.text, len(context) + 1)
@@ -126,6 +147,7 @@ class SelfInstruct:
             for j, item in enumerate(items):
                 task = Task(f"r{round_index}-p{i}-{j}", item, round_index, request, source)
                 if self._accept(task):
+                    task.chain = self.run.chain(self._steps(task))
                     tasks.append(task)
         return tasks
 
@@ -157,28 +179,32 @@ class SelfInstruct:
         self.accepted += 1
         return True
 
-    def classify(self, tasks: list[Task]) -> None:
+    def _steps(self, task: Task) -> list[Step]:
+        """A task's chain: classify it (when detect_classification), then ask for instances in the matching order."""
+        classify = self.run.request(
+            f"self-instruct/{task.id}/classify",
+            prompts.CLASSIFY_ID,
+            prompts.classify_prompt(task.instruction),
+            False,
+            8,
+        )
         if not self.cfg.detect_classification:
-            return
-        requests = [
-            self.run.request(
-                f"self-instruct/{t.id}/classify", prompts.CLASSIFY_ID, prompts.classify_prompt(t.instruction), False, 8
-            )
-            for t in tasks
-        ]
-        for task, request, reply in zip(tasks, requests, self.run.ask(requests), strict=False):
-            task.requests.append(request)
-            if reply.finish == "refused":
-                continue
-            verdict = prompts.is_classification(reply.text)
-            if verdict is None:
-                self.run.notes["classification_unparsable (taken as not classification)"] += 1
-            task.is_classification = bool(verdict)
+            return [lambda _: self._instance_request(task, False)]
+        return [lambda _: classify, lambda replies: self._instance_request(task, bool(_verdict(replies[0])))]
 
-    def instances(self, tasks: list[Task]) -> None:
-        ready = [t for t in tasks if len(t.requests) == int(self.cfg.detect_classification)]
-        requests = [self._instance_request(t) for t in ready]
-        for task, request, reply in zip(ready, requests, self.run.ask(requests), strict=False):
+    def _finish(self, tasks: list[Task]) -> None:
+        """Consume the tasks' chains in task order: note the classifications, clean the instances, write records."""
+        for task in tasks:
+            done = self.run.collect(task.chain)
+            if len(done) < 1 + self.cfg.detect_classification:  # cut by the budget or a failed generator
+                continue
+            if self.cfg.detect_classification:
+                task.requests.append(done[0][0])
+                verdict = _verdict(done[0][1])
+                if verdict is None:
+                    self.run.notes["classification_unparsable (taken as not classification)"] += 1
+                task.is_classification = bool(verdict)
+            request, reply = done[-1]
             if self.run.refused(reply, request):
                 continue
             parse = prompts.instances_output_first if task.is_classification else prompts.instances_input_first
@@ -192,8 +218,8 @@ class SelfInstruct:
                 continue
             self._write(task, request, kept)
 
-    def _instance_request(self, task: Task) -> Request:
-        prompt_id, text = prompts.instance_prompt(task.instruction, task.is_classification)
+    def _instance_request(self, task: Task, is_classification: bool) -> Request:
+        prompt_id, text = prompts.instance_prompt(task.instruction, is_classification)
         return self.run.request(f"self-instruct/{task.id}/instances", prompt_id, text, creative=False)
 
     def _write(self, task: Task, request: Request, kept: list[tuple[str, str]]) -> None:
@@ -201,3 +227,8 @@ class SelfInstruct:
         provenance = self.run.provenance([task.proposal, *task.requests, request], task.round, source)
         for inp, out in kept:
             self.run.store.record(task.instruction, inp, out, provenance)
+
+
+def _verdict(classify_reply: Reply) -> bool | None:
+    """Whether the classify reply says the task has finite labels (None: unreadable; a refused request: no)."""
+    return False if classify_reply.finish == "refused" else prompts.is_classification(classify_reply.text)

@@ -134,28 +134,29 @@ def group_by_entity(triples: Iterable[Triple]) -> dict[str, list[Triple]]:
 
 @dataclass(frozen=True)
 class Pattern:
-    """`question` and `clause` use {head}; `answer` uses {head} and {tails}. `clause` names the tails from the head
-    ("something that {head} causes"), to ask about a second hop."""
+    """`question` and `premise` use {head}; `answer` uses {head} and {tails}. `premise` states that the head has the
+    relation to an unnamed "something" ("Virus causes something."), to ask about a second hop: the second question
+    then asks about "that", so no relation phrase is nested inside another ("a result of a result of")."""
 
     question: str
     answer: str
-    clause: str
+    premise: str
 
 
 def _does(verb: str, verb_s: str) -> Pattern:
-    return Pattern(f"What does {{head}} {verb}?", f"{{head}} {verb_s} {{tails}}.", f"something that {{head}} {verb_s}")
+    return Pattern(f"What does {{head}} {verb}?", f"{{head}} {verb_s} {{tails}}.", f"{{head}} {verb_s} something.")
 
 
 def _is(phrase: str) -> Pattern:
     return Pattern(
-        f"What is {{head}} {phrase}?", f"{{head}} is {phrase} {{tails}}.", f"something {{head}} is {phrase}"
+        f"What is {{head}} {phrase}?", f"{{head}} is {phrase} {{tails}}.", f"{{head}} is {phrase} something."
     )
 
 
 # The 46 relations of the UMLS semantic network (../shared/data/knowledge_graph), read as "head relation tail".
 PATTERNS: dict[str, Pattern] = {
-    "isa": Pattern("What kind of thing is {head}?", "{head} is a kind of {tails}.", "the kind of thing {head} is"),
-    "occurs_in": Pattern("Where does {head} occur?", "{head} occurs in {tails}.", "a place where {head} occurs"),
+    "isa": Pattern("What kind of thing is {head}?", "{head} is a kind of {tails}.", "{head} is a kind of something."),
+    "occurs_in": Pattern("Where does {head} occur?", "{head} occurs in {tails}.", "{head} occurs in something."),
     "assesses_effect_of": _does("assess the effect of", "assesses the effect of"),
     **{
         rel: _does(verb, rel.replace("_", " "))
@@ -215,9 +216,13 @@ PATTERNS: dict[str, Pattern] = {
 _GENERIC = Pattern(
     'Which entities are linked to {head} by the relation "{relation}"?',
     '{head} is linked by "{relation}" to {tails}.',
-    'something linked to {head} by "{relation}"',
+    '{head} is linked by "{relation}" to something.',
 )
+# Chinese chains the relations as nouns (糖尿病的并发症的症状是什么？), which reads naturally: `premise` is the noun
+# phrase of the first hop
 _GENERIC_ZH = Pattern("{head}的{relation}是什么？", "{head}的{relation}是{tails}。", "{head}的{relation}")
+#: what the second question of an English two-hop pair calls the middle entity its premise introduced
+_REFERENT = "that"
 
 
 def _chinese(*texts: str) -> bool:
@@ -293,9 +298,20 @@ def two_hop_paths(triples: Sequence[Triple], limit: int) -> list[tuple[Triple, T
     return paths
 
 
+def two_hop_question(head: str, rel1: str, rel2: str, chinese: bool = False) -> str:
+    """The question about a path head -rel1-> ? -rel2-> ?: the first hop as a premise, then the second hop's question
+    about it ("Virus causes something. What does that affect?"); in Chinese one noun chain
+    (糖尿病的并发症的症状是什么？)."""
+    p1, p2 = _pattern(rel1, chinese), _pattern(rel2, chinese)
+    premise = _fill(p1.premise, entity_name(head), rel1)
+    if chinese:
+        return _fill(p2.question, premise, rel2)
+    return f"{_sentence(premise)} {_sentence(_fill(p2.question, _REFERENT, rel2))}"
+
+
 def multi_hop_questions(paths: Iterable[tuple[Triple, Triple]]) -> list[QAPair]:
-    """One question per (head, first relation, second relation): "What does something that A causes affect?";
-    the answer walks every path ("A causes B, and B affects C and D.") and keeps all of their triples."""
+    """One question per (head, first relation, second relation) (`two_hop_question`); the answer walks every path
+    ("A causes B, and B affects C and D.") and keeps all of their triples."""
     groups: dict[tuple[str, str, str], list[tuple[Triple, Triple]]] = {}
     for first, second in paths:
         groups.setdefault((first.head, first.relation, second.relation), []).append((first, second))
@@ -303,8 +319,7 @@ def multi_hop_questions(paths: Iterable[tuple[Triple, Triple]]) -> list[QAPair]:
     for (head, rel1, rel2), group in groups.items():
         chinese = _chinese(head, rel1, rel2, *(t.tail for path in group for t in path))
         p1, p2 = _pattern(rel1, chinese), _pattern(rel2, chinese)
-        clause = _fill(p1.clause, entity_name(head), rel1)
-        question = _sentence(_fill(p2.question, clause, rel2))
+        question = two_hop_question(head, rel1, rel2, chinese)
         middles = _by_relation(first for first, _ in group)[rel1]
         sentences = []
         for middle in middles:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from lmforge.generate.triples import (
     multi_hop_questions,
     pattern_questions,
     two_hop_paths,
+    two_hop_question,
 )
 from lmforge.utils.errors import DataError
 
@@ -128,13 +130,58 @@ def test_two_hop_paths_skip_round_trips_and_respect_the_limit() -> None:
     pairs = multi_hop_questions(paths)
     assert [(p.question, p.answer) for p in pairs] == [
         (
-            "What does something that virus causes affect?",
+            "Virus causes something. What does that affect?",
             "Virus causes infection, and infection affects lung and liver.",
         ),
-        ("What is something that infection affects part of?", "Infection affects lung, and lung is part of body."),
+        ("Infection affects something. What is that part of?", "Infection affects lung, and lung is part of body."),
     ]
     assert pairs[0].triples == (triples[0], triples[1], triples[2])
     assert all(answer_supported(p.answer, p.triples) for p in pairs)
+
+
+def _relation_phrases() -> list[str]:
+    """How the pattern table words each relation: the question's words after the head ("a result of", "cause")
+    and the answer's ("is a result of", "causes"), without a leading "is"."""
+    phrases = set()
+    for pattern in PATTERNS.values():
+        for template, end in ((pattern.question, "?"), (pattern.answer, " {tails}")):
+            if "{head} " in template:
+                phrase = template.split("{head} ", 1)[1].split(end, 1)[0].lower()
+                phrases |= {phrase, phrase.removeprefix("is ")} - {""}
+    return sorted(phrases, key=len, reverse=True)
+
+
+PHRASE = "|".join(map(re.escape, _relation_phrases()))
+#: a relation phrase right after another one or right after a preposition: "a result of a result of",
+#: "something that virus causes affect", "of part of" (a preposition left dangling before the next relation)
+NESTED = re.compile(rf"\b(?:{PHRASE}|of|to|with|in|by|out) (?:{PHRASE})\b", re.IGNORECASE)
+
+
+def _reads_badly(question: str) -> str | None:
+    match = NESTED.search(question)
+    return match.group(0) if match else None
+
+
+def test_two_hop_questions_nest_no_relation_phrase_for_any_pair_in_the_umls_fixture() -> None:
+    pairs = multi_hop_questions(two_hop_paths(load_triples(UMLS), limit=10_000))
+    assert len(pairs) == 24  # every relation pair the fixture's paths have
+    assert {q: _reads_badly(q) for q in (p.question for p in pairs) if _reads_badly(q)} == {}
+    assert pairs[0].question == "Acquired abnormality is the location of something. Where does that occur?"
+    # negative controls: the checker flags the nested wording these questions used to have
+    old = "What is something acquired abnormality is a result of a result of?"
+    assert _reads_badly(old) == "is a result of a result of"
+    assert _reads_badly("What does something that virus causes affect?") == "causes affect"
+
+
+def test_two_hop_questions_read_well_for_every_pattern_relation_pair_and_the_generic_one() -> None:
+    relations = [*PATTERNS, "brand_name"]  # brand_name: not in the table, worded by the generic pattern
+    for first in relations:
+        for second in relations:
+            question = two_hop_question("acquired_abnormality", first, second)
+            assert not _reads_badly(question), (first, second, question)
+            premise, asked = question.split(". ")
+            assert premise.startswith("Acquired abnormality ") and premise.endswith(" something")
+            assert asked.endswith("?") and " that" in asked and "acquired" not in asked.lower()
 
 
 def test_chinese_multi_hop_question_reads_as_a_chain() -> None:
