@@ -165,14 +165,9 @@ def served_model_name(model: str, adapter: str | None, explicit: str | None) -> 
 def _read_api_key(args: argparse.Namespace) -> str | None:
     """--api-key, or the first line of --api-key-file (keeps the key out of the process list)."""
     if args.api_key_file:
-        try:
-            with open(args.api_key_file, encoding="utf-8") as handle:
-                key = handle.readline().strip()
-        except OSError as exc:
-            raise LmforgeError(f"--api-key-file {args.api_key_file}: {exc.strerror}") from exc
-        if not key:
-            raise LmforgeError(f"--api-key-file {args.api_key_file}: the first line is empty")
-        return key
+        from lmforge.utils.paths import read_key_file
+
+        return read_key_file(args.api_key_file, "--api-key-file")
     return args.api_key or None
 
 

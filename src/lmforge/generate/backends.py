@@ -20,6 +20,7 @@ from typing import Any
 from lmforge.generate.generate_config import GeneratorConfig
 from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import ConfigError, LmforgeError
+from lmforge.utils.paths import read_key_file
 
 #: longest wait between retries, whatever Retry-After or the backoff says
 MAX_WAIT_S = 60.0
@@ -69,14 +70,7 @@ def read_api_key(cfg: GeneratorConfig) -> str | None:
             raise ConfigError(f"generator.api_key_env: environment variable {cfg.api_key_env} is not set")
         return key
     if cfg.api_key_file:
-        try:
-            with open(cfg.api_key_file, encoding="utf-8") as handle:
-                key = handle.readline().strip()
-        except OSError as exc:
-            raise ConfigError(f"generator.api_key_file {cfg.api_key_file}: {exc.strerror}") from None
-        if not key:
-            raise ConfigError(f"generator.api_key_file {cfg.api_key_file}: the first line is empty")
-        return key
+        return read_key_file(cfg.api_key_file, "generator.api_key_file", ConfigError)
     return None
 
 

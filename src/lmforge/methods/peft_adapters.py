@@ -47,28 +47,29 @@ def prepare_ia3(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) ->
     return get_peft_model(model, IA3Config(**shared, feedforward_modules=feedforward))
 
 
-def prepare_loha(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:
-    from peft import LoHaConfig, get_peft_model
+def _low_rank_product(config_cls: Any, model: Any, method_cfg: MethodConfig) -> Any:
+    """LoHa and LoKr (Hadamard and Kronecker products of low-rank factors) take the same options."""
+    from peft import get_peft_model
 
-    config = LoHaConfig(
+    config = config_cls(
         **_shared(model, method_cfg),
         r=method_cfg.lora_rank,
-        alpha=lora_alpha(method_cfg),  # type: ignore[arg-type]  # PEFT says int; any float works
+        alpha=lora_alpha(method_cfg),  # PEFT says int; any float works
         module_dropout=method_cfg.lora_dropout,
     )
     return get_peft_model(model, config)
+
+
+def prepare_loha(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:
+    from peft import LoHaConfig
+
+    return _low_rank_product(LoHaConfig, model, method_cfg)
 
 
 def prepare_lokr(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:
-    from peft import LoKrConfig, get_peft_model
+    from peft import LoKrConfig
 
-    config = LoKrConfig(
-        **_shared(model, method_cfg),
-        r=method_cfg.lora_rank,
-        alpha=lora_alpha(method_cfg),  # type: ignore[arg-type]  # PEFT says int; any float works
-        module_dropout=method_cfg.lora_dropout,
-    )
-    return get_peft_model(model, config)
+    return _low_rank_product(LoKrConfig, model, method_cfg)
 
 
 def prepare_adalora(model: Any, method_cfg: MethodConfig, model_cfg: ModelConfig) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lmforge.utils.errors import LmforgeError
+
 
 def overlaps(path: str | Path, folder: str | Path) -> bool:
     """True when `path` is `folder`, lies inside it, or contains it: deleting either would delete (part of) the
@@ -56,3 +58,16 @@ def listing(folder: Path, limit: int = 3) -> str:
 def entry_names(folder: Path) -> set[str]:
     """The names in `folder`, without write probes that a concurrent process may hold there for an instant."""
     return {p.name for p in folder.iterdir() if not p.name.startswith(WRITE_PROBE)}
+
+
+def read_key_file(path: str, label: str, error: type[LmforgeError] = LmforgeError) -> str:
+    """The first line of a key file (keeps secrets out of the process list and configs); `label` names the
+    option in the error (`--api-key-file`, `generator.api_key_file`)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            key = handle.readline().strip()
+    except OSError as exc:
+        raise error(f"{label} {path}: {exc.strerror}") from None
+    if not key:
+        raise error(f"{label} {path}: the first line is empty")
+    return key
