@@ -68,18 +68,19 @@ def _virtual_tokens(model: Any, input_ids: torch.Tensor) -> tuple[int, Any, torc
     """(number of virtual tokens, starting cache, input embeddings) for a batch: PEFT prefix tuning starts from its
     trained key/value prefix, prompt and p-tuning put their trained embeddings before the prompt's; plain models
     start from an empty cache."""
-    from transformers import DynamicCache
+    from lmforge.inference.kv_cache import RoomyCache  # imports transformers: not at module import
 
     config = getattr(model, "active_peft_config", None)
     if config is None or not getattr(config, "is_prompt_learning", False):
-        return 0, DynamicCache(), None
+        return 0, RoomyCache(), None
     rows, virtual = input_ids.shape[0], config.num_virtual_tokens
     if config.peft_type == "PREFIX_TUNING":
-        return virtual, model.get_prompt(batch_size=rows), None
+        prefix = model.get_prompt(batch_size=rows)
+        return virtual, RoomyCache.from_tensors([(layer.keys, layer.values) for layer in prefix.layers]), None
     base = model.get_base_model()
     embeds = base.get_input_embeddings()(input_ids.to(base.device))
     prompt = model.get_prompt(batch_size=rows).to(embeds.dtype)
-    return virtual, DynamicCache(), torch.cat([prompt, embeds], dim=1)
+    return virtual, RoomyCache(), torch.cat([prompt, embeds], dim=1)
 
 
 def _forward(
@@ -212,7 +213,7 @@ def _trim_padding(state: BatchState) -> None:
     if first == 0 or not can_merge(state):
         return
     for layer in state.cache.layers:
-        layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+        layer.drop_leading(first)
     state.attention_mask = state.attention_mask[:, first:]
 
 
@@ -267,40 +268,24 @@ def _sample_row(logits: torch.Tensor, o: GenerationOptions, generator: torch.Gen
 
 
 def can_merge(state: BatchState) -> bool:
-    """New rows can join a running batch only when every cache layer is a plain growing key/value layer."""
-    from transformers.cache_utils import DynamicLayer
+    """New rows can join a running batch only when every cache layer is a plain growing key/value layer (ours)."""
+    from lmforge.inference.kv_cache import is_roomy
 
-    layers = getattr(state.cache, "layers", None) or []
-    return bool(layers) and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers)
+    return is_roomy(state.cache)
 
 
 def merge(old: BatchState, new: BatchState) -> BatchState:
     """One batch holding `old`'s rows then `new`'s: the shorter cache is padded on the left (masked columns)."""
-    from transformers import DynamicCache
+    from lmforge.inference.kv_cache import RoomyCache
 
     width = max(old.attention_mask.shape[1], new.attention_mask.shape[1])
-    layers = [
-        (
-            torch.cat([_pad_kv(a.keys, width), _pad_kv(b.keys, width)]),
-            torch.cat([_pad_kv(a.values, width), _pad_kv(b.values, width)]),
-        )
-        for a, b in zip(old.cache.layers, new.cache.layers, strict=True)
-    ]
     return BatchState(
-        cache=DynamicCache(ddp_cache_data=layers),
+        cache=RoomyCache.merged(old.cache, new.cache, width),
         attention_mask=torch.cat([_pad_mask(old.attention_mask, width), _pad_mask(new.attention_mask, width)]),
         next_positions=torch.cat([old.next_positions, new.next_positions]),
         logits=torch.cat([old.logits, new.logits]),
         generators=old.generators + new.generators,
     )
-
-
-def _pad_kv(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    missing = width - tensor.shape[-2]
-    if missing == 0:
-        return tensor
-    shape = (*tensor.shape[:-2], missing, tensor.shape[-1])
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=-2)
 
 
 def _pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
