@@ -1,8 +1,8 @@
 """RLAIF over real HTTP: GRPO's AI judge talks to `lmforge serve`'s app (create_app + uvicorn) started in the test.
 
 The judge is the tiny model SFT-trained here to answer "7" to every judge prompt, so its scores parse; the same
-server also yields real failures: a wrong API key (401) and a score regex its replies never match. Failed samples
-are retried, then counted and excluded -- never scored as 0.
+server also yields real failures: a wrong API key (401: said, not retried) and a score regex its replies never
+match (retried). Failed samples are counted and excluded -- never scored as 0.
 """
 
 from __future__ import annotations
@@ -71,11 +71,12 @@ def test_judge_scores_parse_over_http(judge_url, monkeypatch):
     assert not source.failures and not source.attempt_failures
 
 
-def test_wrong_api_key_is_retried_then_counted(judge_url, monkeypatch):
+def test_wrong_api_key_is_said_and_counted_without_retries(judge_url, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "wrong-key")
     source = JudgeSource(_judge(judge_url, max_retries=1))
     assert source.score(_batch(3)) == [None, None, None]
-    assert source.failures == {"http": 3} and source.attempt_failures == {"http": 6}
+    assert source.failures == {"auth": 3} and source.attempt_failures == {"auth": 3}
+    assert f"answered 401: the API key is wrong or missing (from {KEY_ENV})" in source.causes["auth"]
 
 
 def _grpo_with_judge(tmp_path: Path, model_dir: Path, judge: JudgeConfig, **rl) -> Path:

@@ -200,7 +200,14 @@ class JudgeConfig:
         "Judge instruction with {prompt} and {response} placeholders (and optionally {reference}).",
     )
     api_key_env: str | None = _f(None, "Environment variable holding the API key (sent as a Bearer token).")
-    max_retries: int = _f(2, "Retries per sample after a failed request or an unparsable score.")
+    max_retries: int = _f(
+        2,
+        "Retries per sample after a failed request (429, 5xx, timeout, lost connection, malformed body) or an "
+        "unparsable score; a wrong key (401/403), an unknown model (404) or a refused request (400) are not retried.",
+    )
+    backoff_s: float = _f(
+        0.5, "First wait before retrying a failed request, doubled each retry (a Retry-After header wins; max 60 s)."
+    )
     timeout_s: float = _f(30.0, "Timeout of one judge request in seconds.")
     score_regex: str = _f(r"-?\d+(?:\.\d+)?", "The first match (group 1 if any) in the reply is the score.")
     min_score: float = _f(0.0, "Lowest valid score; parsed scores outside [min_score, max_score] count as failures.")

@@ -10,20 +10,17 @@ either path.
 
 from __future__ import annotations
 
-import email.utils
 import os
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from lmforge.generate.generate_config import GeneratorConfig
+from lmforge.inference.remote_chat import ChatFailure, ChatReply, RemoteChat
 from lmforge.inference.sampling import GenerationOptions
 from lmforge.utils.errors import ConfigError, LmforgeError
 from lmforge.utils.paths import read_key_file
 
-#: longest wait between retries, whatever Retry-After or the backoff says
-MAX_WAIT_S = 60.0
 _DEFAULTS = GenerationOptions()
 
 
@@ -75,51 +72,35 @@ def read_api_key(cfg: GeneratorConfig) -> str | None:
 
 
 class EndpointGenerator:
-    """POST /chat/completions, `concurrency` at a time, retrying 429/5xx/timeouts/lost connections with backoff."""
+    """POST /chat/completions through the shared `RemoteChat` client, `concurrency` at a time, retrying 429/5xx/
+    timeouts/lost connections with backoff; a wrong key, an unknown model or used-up retries stop the run, a refused
+    request (400) is a refused Reply and the run goes on."""
 
     def __init__(self, cfg: GeneratorConfig) -> None:
-        import httpx
-
         self.cfg = cfg
         self.name = cfg.model
-        key = read_api_key(cfg)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.url = cfg.base_url.rstrip("/")
-        # one kept-alive connection per request in flight (httpx keeps only 20 by default: more would reconnect)
-        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
-        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=cfg.timeout_s, limits=limits)
+        where = cfg.api_key_env or cfg.api_key_file
+        hint = f"from {where}" if where else "none was set: generator.api_key_env or api_key_file"
+        self.chat = RemoteChat(
+            cfg.base_url,
+            cfg.model,
+            section="generator",
+            api_key=read_api_key(cfg),
+            key_hint=hint,
+            timeout_s=cfg.timeout_s,
+            concurrency=cfg.concurrency,
+            max_retries=cfg.max_retries,
+            backoff_s=cfg.backoff_s,
+        )
+        self.url = self.chat.url
         self.retries = 0  # retried attempts, for the report
 
     def check(self) -> None:
         """Before any work: the endpoint answers, the key is accepted and the model is served (GET /models)."""
-        import httpx
-
         try:
-            response = self.client.get("/models")
-        except httpx.HTTPError as exc:
-            raise GeneratorError(
-                f"generator.base_url {self.url} is unreachable: {type(exc).__name__}: {exc}"
-            ) from None
-        self._raise_for_auth(response)
-        if response.status_code != 200:  # some endpoints do not list models; requests will tell
-            return
-        try:
-            names = sorted(str(card["id"]) for card in response.json()["data"])
-        except (ValueError, KeyError, TypeError):
-            return
-        if self.name not in names:
-            raise GeneratorError(
-                f"generator.model {self.name!r} is not served by {self.url}; it serves: {', '.join(names) or 'none'}"
-            )
-
-    def _raise_for_auth(self, response: Any) -> None:
-        if response.status_code in (401, 403):
-            where = self.cfg.api_key_env or self.cfg.api_key_file
-            source = f" (from {where})" if where else " (none was set: generator.api_key_env or api_key_file)"
-            raise GeneratorError(
-                f"{self.url} answered {response.status_code}: the API key is wrong or missing{source}: "
-                f"{response.text[:200]}"
-            )
+            self.chat.check()
+        except ChatFailure as failure:
+            raise GeneratorError(failure.detail) from None
 
     def payload(self, request: Request) -> dict[str, Any]:
         o = request.options
@@ -133,65 +114,28 @@ class EndpointGenerator:
 
     def call(self, request: Request) -> Reply:
         """The reply to one request (retried as configured); raises GeneratorError when it cannot be had."""
-        import httpx
+        try:
+            return self.chat.complete(self.payload(request), _reply, self._count_retry)
+        except ChatFailure as failure:
+            if failure.reason == "refused":  # this request cannot be answered (too long, ...); counted, run goes on
+                return Reply("", "refused", refused=failure.detail)
+            if failure.retryable:
+                raise GeneratorError(
+                    f"{self.url} failed request {request.key} {self.cfg.max_retries + 1} times; last: {failure.detail}"
+                ) from None
+            raise GeneratorError(failure.detail) from None
 
-        body = self.payload(request)
-        problem = ""
-        for attempt in range(self.cfg.max_retries + 1):
-            if attempt:
-                self.retries += 1
-            wait = self.cfg.backoff_s * 2**attempt
-            try:
-                response = self.client.post("/chat/completions", json=body)
-            except httpx.HTTPError as exc:  # timeouts and lost connections: retried
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                self._raise_for_auth(response)
-                if response.status_code == 200:
-                    try:
-                        return _reply(response.json())
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        problem = f"malformed response: {response.text[:200]!r}"
-                elif response.status_code == 429 or response.status_code >= 500:
-                    problem = f"status {response.status_code}: {response.text[:200]}"
-                    wait = _retry_after(response.headers.get("Retry-After")) or wait
-                elif response.status_code == 404:
-                    raise GeneratorError(f"{self.url}/chat/completions answered 404: {response.text[:200]}")
-                else:  # 400 and friends: this request cannot be answered (too long, ...); counted, the run goes on
-                    return Reply("", "refused", refused=f"status {response.status_code}: {response.text[:300]}")
-            if attempt < self.cfg.max_retries:
-                time.sleep(min(wait, MAX_WAIT_S))
-        raise GeneratorError(
-            f"{self.url} failed request {request.key} {self.cfg.max_retries + 1} times; last: {problem}"
-        )
+    def _count_retry(self, failure: ChatFailure, retrying: bool) -> None:
+        if retrying:
+            self.retries += 1
 
     def close(self) -> None:
-        self.client.close()
+        self.chat.close()
 
 
-def _reply(body: dict[str, Any]) -> Reply:
-    choice = body["choices"][0]
-    content = choice["message"]["content"]
-    if not isinstance(content, str):
-        raise TypeError("content is not text")
-    usage = body.get("usage") or {}
-    finish = "length" if choice.get("finish_reason") == "length" else "stop"
-    return Reply(content, finish, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+def _reply(reply: ChatReply) -> Reply:
+    finish = "length" if reply.finish_reason == "length" else "stop"
+    return Reply(reply.text, finish, reply.prompt_tokens, reply.completion_tokens)
 
 
 class LocalGenerator:

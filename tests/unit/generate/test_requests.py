@@ -1,11 +1,8 @@
-"""Request building: per-request seeds fixed by the key, the wire payload, Retry-After."""
+"""Request building: per-request seeds fixed by the key, the wire payload."""
 
 from __future__ import annotations
 
-import email.utils
-import time
-
-from lmforge.generate.backends import EndpointGenerator, Request, _retry_after
+from lmforge.generate.backends import EndpointGenerator, Request
 from lmforge.generate.generate_config import GeneratorConfig
 from lmforge.generate.generation_run import seed_for
 from lmforge.inference.sampling import GenerationOptions
@@ -32,10 +29,3 @@ def test_payload_sends_extensions_only_when_used() -> None:
     extended = gen.payload(Request("k", "p", [], options))
     assert extended["top_k"] == 5 and extended["repetition_penalty"] == 1.1
     gen.close()
-
-
-def test_retry_after_reads_seconds_and_http_dates() -> None:
-    assert _retry_after("2.5") == 2.5
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    later = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 < _retry_after(later) <= 30

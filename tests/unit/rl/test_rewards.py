@@ -12,7 +12,7 @@ import torch
 from lmforge.config.schema import JudgeConfig, RLConfig
 from lmforge.rl import builtin
 from lmforge.rl.callables import CallableSource
-from lmforge.rl.judge import JudgeFailure, check_judge_config, parse_score, reply_text
+from lmforge.rl.judge import JudgeFailure, JudgeSource, check_judge_config, parse_score
 from lmforge.rl.rewards import MissingRewardsError, RewardBatch, build_reward_sources, check_missing_rewards, combine
 from lmforge.utils.errors import ConfigError
 
@@ -128,13 +128,6 @@ def test_parse_score_failures_carry_their_reason(reply, reason):
     assert info.value.reason == reason
 
 
-def test_reply_text_rejects_malformed_bodies():
-    assert reply_text({"choices": [{"message": {"content": "5"}}]}) == "5"
-    for body in ({}, {"choices": []}, {"choices": [{"message": {"content": None}}]}, "text"):
-        with pytest.raises(JudgeFailure, match="malformed"):
-            reply_text(body)
-
-
 def test_judge_config_checks(monkeypatch):
     with pytest.raises(ConfigError, match=r"rl\.judge\.base_url"):
         check_judge_config(JudgeConfig(base_url="localhost:8000", model="m"))
@@ -148,13 +141,41 @@ def test_judge_config_checks(monkeypatch):
 
 
 def test_judge_that_cannot_be_reached_is_retried_then_counted_never_zero():
-    from lmforge.rl.judge import JudgeSource
-
-    source = JudgeSource(_judge(max_retries=2, timeout_s=1.0, concurrency=2))  # port 1: connection refused
+    source = JudgeSource(_judge(max_retries=2, backoff_s=0.01, timeout_s=1.0, concurrency=2))  # port 1: refused
     assert source.score(_batch(["a", "b"])) == [None, None]
     assert source.failures == {"http": 2} and source.attempt_failures == {"http": 6}
     result = combine([source], _batch(["a"]))
     assert torch.isnan(result.total).all()
+
+
+def test_judge_waits_as_a_429_asks_then_scores():
+    """Negative control: the judge used to retry at once, and the backoff alone would wait 0.01 s; the second
+    request arriving a second later is the Retry-After's doing."""
+    from tests.fixtures.scripted_endpoint import completion, error, scripted_endpoint
+
+    with scripted_endpoint([error(429, "rate limited", {"Retry-After": "1"}), completion("7")]) as endpoint:
+        source = JudgeSource(JudgeConfig(base_url=endpoint.url, model="j", backoff_s=0.01))
+        assert source.score(_batch(["a"])) == [pytest.approx(0.7)]
+    assert len(endpoint.chats) == 2 and endpoint.chats[1] - endpoint.chats[0] >= 1.0
+    assert not source.failures and source.attempt_failures == {"http": 1}
+
+
+@pytest.mark.parametrize(("status", "reason"), [(401, "auth"), (400, "refused")])
+def test_judge_requests_that_cannot_pass_are_counted_without_retries(status, reason, caplog):
+    """A wrong key (said once, as such) or a refused request fails the same way every time: no retries."""
+    from tests.fixtures.scripted_endpoint import error, scripted_endpoint
+
+    with scripted_endpoint([error(status, "no")]) as endpoint:
+        source = JudgeSource(JudgeConfig(base_url=endpoint.url, model="j", max_retries=2, concurrency=3))
+        assert source.score(_batch(["a", "b", "c"])) == [None, None, None]
+    assert len(endpoint.chats) == 3
+    assert source.failures == {reason: 3} and source.attempt_failures == {reason: 3}
+    said = [r for r in caplog.records if "the API key is wrong or missing" in r.getMessage()]
+    if reason == "auth":
+        assert len(said) == 1 and said[0].levelname == "ERROR"
+        assert "answered 401: the API key is wrong or missing (none was set: rl.judge.api_key_env)" in said[0].message
+    else:
+        assert not said and source.causes["refused"].startswith("status 400")
 
 
 def test_a_function_taking_no_batch_argument_is_refused_and_one_taking_only_ended_works():
@@ -179,8 +200,6 @@ def served_base(tiny_model_dir):
 
 
 def test_judge_asking_for_a_model_the_endpoint_does_not_serve_names_the_served_models(served_base):
-    from lmforge.rl.judge import JudgeSource
-
     source = JudgeSource(JudgeConfig(base_url=served_base, model="lmforge", max_retries=0))
     batch = _batch(["a", "b", "c", "d"])
     result = combine([source], batch)
