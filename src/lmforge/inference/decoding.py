@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from lmforge.inference import prefill_plan
 from lmforge.inference.sampling import GenerationOptions
 
 
@@ -112,20 +113,60 @@ def prefill(
     seeds: list[int | None],
     prompt_logprobs: list[int | None],
 ) -> tuple[BatchState, list[list[TokenLogprob] | None]]:
-    """Run the left-padded prompts through the model once; the state holds the logits for each first token.
+    """Run the prompts through the model once; the state holds the logits for each first token.
 
     Rows with `prompt_logprobs` (k: each prompt token's log-probability with the top k; None: no scoring) get every
-    prompt token scored from the same forward pass (the logits of the last `width` columns are kept, `width` being
-    the longest scored prompt), so scoring costs no extra pass.
+    prompt token scored from the same forward pass, so scoring costs no extra pass. The rows are prefilled in the
+    parts `prefill_plan` chooses (a shared prefix computed once, similar lengths together), then joined into one
+    batch in their given order.
     """
-    input_ids, mask = pad_left(prompts, pad_id)
+    config = getattr(model, "active_peft_config", None)
+    if getattr(config, "is_prompt_learning", False):  # virtual tokens come first: nothing to share, one batch
+        return _prefill_part(model, prompts, pad_id, seeds, prompt_logprobs)
+    parts = prefill_plan.plan(prompts, [top is None for top in prompt_logprobs])
+    if len(parts) == 1 and not parts[0].shared:
+        return _prefill_part(model, prompts, pad_id, seeds, prompt_logprobs)
+    state: BatchState | None = None
+    scores: list[list[TokenLogprob] | None] = [None] * len(prompts)
+    for part in parts:
+        done, part_scores = _prefill_part(
+            model,
+            [prompts[r] for r in part.rows],
+            pad_id,
+            [seeds[r] for r in part.rows],
+            [prompt_logprobs[r] for r in part.rows],
+            part.shared,
+        )
+        state = done if state is None else merge(state, done)
+        for row, score in zip(part.rows, part_scores, strict=True):
+            scores[row] = score
+    assert state is not None
+    order = [row for part in parts for row in part.rows]  # the merged batch's rows, back in the given order
+    keep_rows(state, sorted(range(len(order)), key=order.__getitem__))
+    return state, scores
+
+
+def _prefill_part(
+    model: Any,
+    prompts: list[list[int]],
+    pad_id: int,
+    seeds: list[int | None],
+    prompt_logprobs: list[int | None],
+    shared: int = 0,
+) -> tuple[BatchState, list[list[TokenLogprob] | None]]:
+    """One left-padded prefill; the first `shared` tokens (the same in every prompt) run once, for one row, and the
+    rows continue from copies of their keys and values (each row then holds padding mid-row, masked like left
+    padding). The logits of the last `width` columns are kept for scoring, `width` being the longest scored prompt."""
+    input_ids, mask = pad_left([p[shared:] for p in prompts], pad_id)
     scored = [len(p) if top is not None else 0 for p, top in zip(prompts, prompt_logprobs, strict=True)]
     width = max(1, *scored)
-    virtual, cache, embeds = _virtual_tokens(model, input_ids)
-    mask = torch.cat([torch.ones(len(prompts), virtual, dtype=mask.dtype), mask], dim=1)
+    past, cache, embeds = _virtual_tokens(model, input_ids)  # columns cached before the prompt's own
+    if shared:
+        past, cache = shared, _prefix_cache(model, prompts[0][:shared], len(prompts))
+    mask = torch.cat([torch.ones(len(prompts), past, dtype=mask.dtype), mask], dim=1)
     positions = positions_from_mask(mask)
     if embeds is None:
-        out = _forward(model, input_ids, mask, positions[:, virtual:], cache, logits_to_keep=width)
+        out = _forward(model, input_ids, mask, positions[:, past:], cache, logits_to_keep=width)
     else:
         out = _forward(model, None, mask, positions, cache, logits_to_keep=width, inputs_embeds=embeds)
     scores = [
@@ -140,6 +181,20 @@ def prefill(
         generators=[make_generator(seed) for seed in seeds],
     )
     return state, scores
+
+
+def _prefix_cache(model: Any, prefix: list[int], rows: int) -> Any:
+    """A cache holding `prefix`'s keys and values for each of `rows` rows, the prefix run through the model once."""
+    from lmforge.inference.kv_cache import RoomyCache
+
+    ids = torch.tensor([prefix])
+    ones = torch.ones_like(ids)
+    out = _forward(model, ids, ones, positions_from_mask(ones), RoomyCache())
+    copies = [
+        (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
+        for layer in out.past_key_values.layers
+    ]
+    return RoomyCache.from_tensors(copies)
 
 
 def score_prompt(logits: torch.Tensor, prompt: list[int], top: int | None) -> list[TokenLogprob]:
