@@ -58,7 +58,7 @@ class SelfInstructConfig:
     seed_tasks: str = _f("", "Seed tasks: Self-Instruct seed_tasks.jsonl or an alpaca JSON/JSONL file (required).")
     num_instructions: int = _f(100, "Stop once this many new instructions were accepted.")
     max_rounds: int = _f(50, "Stop after this many rounds even if num_instructions is not reached.")
-    prompts_per_round: int = _f(8, "Proposal prompts per round (a round's requests run concurrently).")
+    prompts_per_round: int = _f(8, "Proposal prompts per round: also the window of proposals in flight at once.")
     num_prompt_instructions: int = _f(8, "In-context instructions per proposal prompt.")
     num_machine_instructions: int = _f(2, "Of those, how many come from generated ones (fewer while there are few).")
     min_words: int = _f(4, "Shortest instruction in words (CJK: segmented words).")

@@ -95,8 +95,9 @@ class Run:
 
     def collect(self, chain: Future[ChainResult] | None) -> list[tuple[Request, Reply]]:
         """A chain's (request, reply)s, journaled and counted now: call in the pipeline's fixed order. Fewer than its
-        steps when the budget cut it or the generator failed (then the run stops and nothing more is collected)."""
-        if chain is None or self.failure is not None:
+        steps when the budget cut it or the generator failed. Once the generator has failed the run stops: only
+        chains already finished are still collected (their replies are kept), nothing is waited for."""
+        if chain is None or (self.failure is not None and (not chain.done() or chain.cancelled())):
             return []
         steps, error = chain.result()
         for request, reply, replayed in steps:
@@ -106,7 +107,7 @@ class Run:
                 self.store.journal(request.key, reply.to_json())
                 self.requests["sent"] += 1
             self._count(reply)
-        if error is not None:  # keep what arrived; the pipeline finishes its records, then the run stops
+        if error is not None and self.failure is None:  # keep what arrived; the pipeline finishes, then stops
             self.failure = error
             self.stopped = f"generator failed: {error}"
             for future in self._pending:

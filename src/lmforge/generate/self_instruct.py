@@ -8,16 +8,18 @@ for classification tasks, input-first otherwise; instances are cleaned (empty ou
 conflicting outputs for one input, duplicates, more than `max_instances`). Every dropped candidate is a reject with
 its reason.
 
-Nothing waits at a stage barrier: a task's classify -> instances chain starts as soon as the proposal reply that
-accepted it has been read (replies are read in order, so the pool grows as in a sequential run), and the next round's
-proposals go out as soon as this round's have all been read (their in-context draw needs only the accepted pool)
-while this round's chains finish. Chains are then consumed in task order, before the next round's proposals, so the
-records, rejects and their order are those of a stage-by-stage run.
+Nothing waits at a stage or round barrier: a task's classify -> instances chain starts as soon as the proposal reply
+that accepted it has been read (replies are read in order, so the pool grows as in a sequential run), and proposals
+run as a sliding window of `prompts_per_round` (proposal j + prompts_per_round is drawn and sent once proposal j is
+read). Chains are consumed in task order one window later, so the records, rejects and their order depend on the
+config alone, never on concurrency or timing.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,53 +104,71 @@ class SelfInstruct:
         self.pool.append(text)
 
     def generate(self) -> None:
-        round_index, proposals = 0, self._propose(0)
-        while proposals is not None:
-            tasks = self._read_proposals(round_index, *proposals)
-            round_index += 1
-            proposals = self._propose(round_index)  # on their way while this round's chains finish
-            self._finish(tasks)
-        if round_index >= self.cfg.max_rounds and self.accepted < self.cfg.num_instructions and not self.run.stopped:
+        """Proposals run as a sliding window of `prompts_per_round`: proposal j + prompts_per_round goes out as soon
+        as proposal j has been read, its in-context draw made from the pool as it stands then. So the model always
+        has a window of proposals to work on, with no barrier at a round's end, and what is sent depends on the
+        config alone (not on concurrency or timing). A proposal's tasks are finished (their chains consumed, their
+        records written) one window later, when their replies are in, so records stay in task order."""
+        window, total = self.cfg.prompts_per_round, self.cfg.max_rounds * self.cfg.prompts_per_round
+        following = min(window, total)
+        in_flight = deque(self._propose(range(following)))  # one wave: a dry run prints the whole first window
+        unfinished: deque[list[Task]] = deque()
+        while in_flight:
+            tasks = self._read_proposal(*in_flight.popleft())
+            if tasks is None:  # the generator failed or a budget ran out
+                break
+            unfinished.append(tasks)
+            if following < total:
+                in_flight.extend(self._propose([following]))
+                following += 1
+            if len(unfinished) > window:
+                self._finish(unfinished.popleft())
+        while unfinished:
+            self._finish(unfinished.popleft())
+        if following >= total and self.accepted < self.cfg.num_instructions and not self.run.stopped:
             self.run.stopped = f"max_rounds ({self.cfg.max_rounds}) reached"
 
-    def _propose(self, round_index: int) -> tuple[list[Request], list[Any], list[Any]] | None:
-        """Send a round's proposal prompts: (requests, their in-context tasks, pending replies); None when no round
-        is due (target reached, max_rounds done, or the run stopped)."""
-        if round_index >= self.cfg.max_rounds or self.accepted >= self.cfg.num_instructions or self.run.stopped:
-            return None
-        contexts, requests = [], []
-        for i in range(self.cfg.prompts_per_round):
-            key = f"self-instruct/r{round_index}/p{i}"
+    def _propose(
+        self, indices: Iterable[int]
+    ) -> list[tuple[int, Request, list[tuple[str, str]], Future[ChainResult]]]:
+        """Send these proposals (index, request, in-context tasks, pending reply); none once the target is reached
+        or the run stopped, fewer when a budget runs out."""
+        if self.accepted >= self.cfg.num_instructions or self.run.stopped:
+            return []
+        window = self.cfg.prompts_per_round
+        sent = []
+        for index in indices:
+            key = f"self-instruct/r{index // window}/p{index % window}"
             context = self._context(key)
-            contexts.append(context)
             text = prompts.propose_prompt([instruction for _, instruction in context])
-            requests.append(self.run.request(key, prompts.PROPOSE_ID, text, creative=True))
-        return requests, contexts, self.run.send(requests)
+            sent.append((index, self.run.request(key, prompts.PROPOSE_ID, text, creative=True), context))
+        pending = self.run.send([request for _, request, _ in sent])
+        return [(*proposal, reply) for proposal, reply in zip(sent, pending, strict=False)]
 
-    def _read_proposals(
-        self, round_index: int, requests: list[Request], contexts: list[Any], sent: list[Any]
-    ) -> list[Task]:
-        """The round's accepted tasks, each with its chain started, from the proposal replies read in order."""
-        tasks: list[Task] = []
-        for i, (request, context, pending) in enumerate(zip(requests, contexts, sent, strict=False)):
-            done = self.run.collect(pending)
-            if not done:
-                break
-            reply = done[0][1]
-            if self.run.refused(reply, request):
-                continue
-            items = prompts.proposed_instructions(reply.text, len(context) + 1)
-            if not items:
-                self.run.store.reject("unparsable_proposal", reply.text, key=request.key)
-                continue
-            if reply.finish == "length":  # the last item may be cut off
-                self.run.store.reject("truncated_proposal", items.pop(), key=request.key)
-            source = {"in_context": [task_id for task_id, _ in context]}
-            for j, item in enumerate(items):
-                task = Task(f"r{round_index}-p{i}-{j}", item, round_index, request, source)
-                if self._accept(task):
-                    task.chain = self.run.chain(self._steps(task))
-                    tasks.append(task)
+    def _read_proposal(
+        self, index: int, request: Request, context: list[tuple[str, str]], pending: Future[ChainResult]
+    ) -> list[Task] | None:
+        """The accepted tasks of one proposal reply, each with its chain started; None when no reply came."""
+        done = self.run.collect(pending)
+        if not done:
+            return None
+        reply = done[0][1]
+        if self.run.refused(reply, request):
+            return []
+        items = prompts.proposed_instructions(reply.text, len(context) + 1)
+        if not items:
+            self.run.store.reject("unparsable_proposal", reply.text, key=request.key)
+            return []
+        if reply.finish == "length":  # the last item may be cut off
+            self.run.store.reject("truncated_proposal", items.pop(), key=request.key)
+        source = {"in_context": [task_id for task_id, _ in context]}
+        round_index, position = divmod(index, self.cfg.prompts_per_round)
+        tasks = []
+        for j, item in enumerate(items):
+            task = Task(f"r{round_index}-p{position}-{j}", item, round_index, request, source)
+            if self._accept(task):
+                task.chain = self.run.chain(self._steps(task))
+                tasks.append(task)
         return tasks
 
     def _context(self, key: str) -> list[tuple[str, str]]:
