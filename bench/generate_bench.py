@@ -2,15 +2,17 @@
 """Throughput of `lmforge generate self-instruct` against `lmforge serve` at generator.concurrency 1 vs 32.
 
   python bench/generate_bench.py [--size small] [--rounds 2] [--prompts 32] [--max-tokens 32] [--repeats 2]
+      [--threads N]
 
 The generator is the api_bench model (`lmforge init-model --size SIZE`) fine-tuned once, as the tests' generator
 is, to answer the Self-Instruct prompts parseably (a random model only produces truncated noise that every filter
-rejects); it is cached under --models-dir. One real `lmforge serve` process serves it (API key on, 1 torch thread);
-the same Self-Instruct config (greedy, fixed seed, `--prompts` proposals per round, 3 in-context tasks) runs in this
-process with concurrency 1 and 32 alternately (A B A B ...), each into a fresh output folder. Greedy + per-request
-seeds make the runs write identical records (checked), so the records-per-second ratio is the wall-time ratio of
-the same work. Prints one `GENERATE_RESULT {json}` line per run and a summary; `machine_busy_frac` is the share of
-both cores busy during the run (the machine may be shared with other work).
+rejects); it is cached under --models-dir. One real `lmforge serve` process serves it (API key on, `--threads`
+torch threads: by default every core, as serve runs by default); the same Self-Instruct config (greedy, fixed
+seed, `--prompts` proposals per round, 3 in-context tasks) runs in this process with concurrency 1 and 32
+alternately (A B A B ...), each into a fresh output folder. Greedy + per-request seeds make the runs write
+identical records (checked), so the records-per-second ratio is the wall-time ratio of the same work. Prints one
+`GENERATE_RESULT {json}` line per run and a summary; `machine_busy_frac` is the share of both cores busy during
+the run (the machine may be shared with other work).
 """
 
 from __future__ import annotations
@@ -106,12 +108,19 @@ def main() -> None:
         "--max-tokens", type=int, default=48, help="answer max_tokens; proposals get twice (default 48)"
     )
     parser.add_argument("--repeats", type=int, default=2, help="A B pairs (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="the server's torch threads (default: every core, as `lmforge serve` runs by default; 1 leaves a core to "
+        "the client, steadier on a machine shared with other jobs)",
+    )
     parser.add_argument("--models-dir", type=Path, default=Path("/tmp/lmforge_api_bench/models"))
     args = parser.parse_args()
     os.environ["BENCH_KEY"] = KEY
     model = ensure_generator(args.models_dir, args.size)
     port = free_port()
-    server = start_server(model, port, threads=1)
+    server = start_server(model, port, threads=args.threads)
     rows: list[dict] = []
     try:
         for _ in range(args.repeats):
