@@ -2,11 +2,12 @@
 """Throughput and latency of `lmforge serve` at 1, 8 and 32 concurrent clients (the API workload of `make bench`).
 
   python bench/api_bench.py [--sizes tiny small] [--concurrency 1 8 32] [--max-tokens 32] [--out api.jsonl]
-  python bench/api_bench.py --workload score [--sizes small] [--concurrency 1 32]
+  python bench/api_bench.py --workload score|choices [--sizes small] [--concurrency 1 32]
 
-`--workload score` sends scoring requests instead (what lm-evaluation-harness sends for multiple-choice tasks):
-/v1/completions with `echo`, `logprobs: 1` and `max_tokens: 0` on a ~40-token prompt; "out tok/s" is then prompt
-tokens scored per second.
+`--workload score` sends scoring requests instead: /v1/completions with `echo`, `logprobs: 1` and `max_tokens: 0`
+on distinct ~40-token prompts; "out tok/s" is then prompt tokens scored per second. `--workload choices` sends the
+same kind of request shaped as lm-evaluation-harness sends a multiple-choice task: each item a few-shot context
+and a question, one request per answer, taken in order by the clients.
 
 Models come from `lmforge init-model --size SIZE` (built once under --models-dir). Each size gets a real
 `lmforge serve` process (API key on); each concurrency level runs max(32, 4 x clients) requests, half of them
@@ -106,10 +107,27 @@ def score_body(i: int) -> dict[str, Any]:
     }
 
 
-async def one_score(client: httpx.AsyncClient, url: str, i: int) -> tuple[float, None, int]:
+#: the few-shot head every multiple-choice item starts with (lm-eval's `num_fewshot` examples, one subject)
+FEW_SHOT = "".join(
+    f"Question: Which of these is most often found near {topic}? Answer: people who like {topic}.\n\n"
+    for topic in TOPICS[:4]
+)
+CHOICES = ["fresh water", "dry sand", "old paper", "warm light"]
+
+
+def choice_body(i: int) -> dict[str, Any]:
+    """Request i of a multiple-choice task scored as lm-eval's `local-completions` does: item i // 4, choice i % 4,
+    each the item's whole context (few-shot head + question) followed by one answer."""
+    item, choice = divmod(i, len(CHOICES))
+    topic = TOPICS[item % len(TOPICS)]
+    question = f"Question {item}: Which of these do people who like {topic} talk about most? Answer:"
+    return {**score_body(i), "prompt": FEW_SHOT + question + " " + CHOICES[choice] + "."}
+
+
+async def one_score(client: httpx.AsyncClient, url: str, i: int, choices: bool = False) -> tuple[float, None, int]:
     """(latency, None, prompt tokens scored); raises on any error or a reply without log-probabilities."""
     start = time.perf_counter()
-    response = await client.post(url, json=score_body(i))
+    response = await client.post(url, json=choice_body(i) if choices else score_body(i))
     response.raise_for_status()
     reply = response.json()
     if len(reply["choices"][0]["logprobs"]["token_logprobs"]) != reply["usage"]["prompt_tokens"]:
@@ -153,9 +171,12 @@ async def one_request(client: httpx.AsyncClient, url: str, i: int, max_tokens: i
     return end - start, (first or end) - start, tokens
 
 
-async def run_level(port: int, clients: int, requests: int, max_tokens: int, score: bool = False) -> dict[str, Any]:
+async def run_level(
+    port: int, clients: int, requests: int, max_tokens: int, score: bool = False, choices: bool = False
+) -> dict[str, Any]:
+    """One level: `clients` workers take the requests in order (as lm-eval's `num_concurrent` does)."""
     url = f"http://127.0.0.1:{port}/v1/" + ("completions" if score else "chat/completions")
-    todo = list(range(requests))
+    todo = list(reversed(range(requests)))
     results: list[tuple[float, float | None, int]] = []
     limits = httpx.Limits(max_connections=clients)
     async with httpx.AsyncClient(timeout=300, headers={"Authorization": f"Bearer {KEY}"}, limits=limits) as client:
@@ -163,7 +184,9 @@ async def run_level(port: int, clients: int, requests: int, max_tokens: int, sco
         async def worker() -> None:
             while todo:
                 i = todo.pop()
-                results.append(await (one_score(client, url, i) if score else one_request(client, url, i, max_tokens)))
+                results.append(
+                    await (one_score(client, url, i, choices) if score else one_request(client, url, i, max_tokens))
+                )
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
@@ -184,23 +207,24 @@ async def run_level(port: int, clients: int, requests: int, max_tokens: int, sco
 
 
 def bench_size(
-    size: str, model: Path, levels: list[int], max_tokens: int, threads: int, score: bool = False
+    size: str, model: Path, levels: list[int], max_tokens: int, threads: int, workload: str = "chat"
 ) -> list[dict[str, Any]]:
+    score, choices = workload != "chat", workload == "choices"
     port = free_port()
     server = start_server(model, port, threads)
     rows = []
     try:
-        asyncio.run(run_level(port, 4, 8, max_tokens, score))  # warm-up: first-call allocations, thread pools
+        asyncio.run(run_level(port, 4, 8, max_tokens, score, choices))  # warm-up: first-call allocations, thread pools
         for clients in levels:
             busy0, own0, srv0 = machine_busy_s(), own_cpu_s(), process_cpu_s(server.pid)
             wall0 = time.perf_counter()
-            row = asyncio.run(run_level(port, clients, max(32, 4 * clients), max_tokens, score))
+            row = asyncio.run(run_level(port, clients, max(32, 4 * clients), max_tokens, score, choices))
             wall = time.perf_counter() - wall0
             ours = own_cpu_s() - own0 + process_cpu_s(server.pid) - srv0
             foreign = (machine_busy_s() - busy0 - ours) / (wall * (os.cpu_count() or 1))
             rows.append(
                 {
-                    "name": f"api_{'score_' if score else ''}{size}_c{clients}",
+                    "name": f"api_{'' if workload == 'chat' else workload + '_'}{size}_c{clients}",
                     "model": size,
                     "max_tokens": max_tokens,
                     **row,
@@ -235,7 +259,13 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens per request (default 32)")
-    parser.add_argument("--workload", choices=["chat", "score"], default="chat", help="chat replies or prompt scoring")
+    parser.add_argument(
+        "--workload",
+        choices=["chat", "score", "choices"],
+        default="chat",
+        help="chat replies, prompt scoring (distinct prompts), or multiple-choice scoring as lm-eval sends it "
+        "(a few-shot context + question, one request per choice)",
+    )
     parser.add_argument("--models-dir", type=Path, default=Path("/tmp/lmforge_api_bench/models"))
     parser.add_argument("--out", type=Path, help="append one JSON line per level to this file")
     parser.add_argument(
@@ -249,7 +279,7 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         model = ensure_model(args.models_dir, size)
-        rows += bench_size(size, model, args.concurrency, args.max_tokens, args.threads, args.workload == "score")
+        rows += bench_size(size, model, args.concurrency, args.max_tokens, args.threads, args.workload)
     if args.out:
         with args.out.open("a") as handle:
             handle.writelines(json.dumps(r) + "\n" for r in rows)

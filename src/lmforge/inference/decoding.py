@@ -123,7 +123,7 @@ def prefill(
     config = getattr(model, "active_peft_config", None)
     if getattr(config, "is_prompt_learning", False):  # virtual tokens come first: nothing to share, one batch
         return _prefill_part(model, prompts, pad_id, seeds, prompt_logprobs)
-    parts = prefill_plan.plan(prompts, [top is None for top in prompt_logprobs])
+    parts = prefill_plan.plan(prompts)
     if len(parts) == 1 and not parts[0].shared:
         return _prefill_part(model, prompts, pad_id, seeds, prompt_logprobs)
     state: BatchState | None = None
@@ -156,22 +156,28 @@ def _prefill_part(
 ) -> tuple[BatchState, list[list[TokenLogprob] | None]]:
     """One left-padded prefill; the first `shared` tokens (the same in every prompt) run once, for one row, and the
     rows continue from copies of their keys and values (each row then holds padding mid-row, masked like left
-    padding). The logits of the last `width` columns are kept for scoring, `width` being the longest scored prompt."""
+    padding). For scoring, the logits of the last `width` columns are kept, `width` being the longest scored rest of
+    a prompt, and a shared prefix's logits once for all its rows."""
     input_ids, mask = pad_left([p[shared:] for p in prompts], pad_id)
-    scored = [len(p) if top is not None else 0 for p, top in zip(prompts, prompt_logprobs, strict=True)]
+    scored = [len(p) - shared if top is not None else 0 for p, top in zip(prompts, prompt_logprobs, strict=True)]
     width = max(1, *scored)
     past, cache, embeds = _virtual_tokens(model, input_ids)  # columns cached before the prompt's own
+    prefix_logits = None
     if shared:
-        past, cache = shared, _prefix_cache(model, prompts[0][:shared], len(prompts))
+        kept = shared if any(scored) else 1
+        past, (cache, prefix_logits) = shared, _prefix_cache(model, prompts[0][:shared], len(prompts), kept)
     mask = torch.cat([torch.ones(len(prompts), past, dtype=mask.dtype), mask], dim=1)
     positions = positions_from_mask(mask)
     if embeds is None:
         out = _forward(model, input_ids, mask, positions[:, past:], cache, logits_to_keep=width)
     else:
         out = _forward(model, None, mask, positions, cache, logits_to_keep=width, inputs_embeds=embeds)
+    own = [out.logits[row, width - n :] for row, n in enumerate(scored)]  # each row's scored positions
+    if prefix_logits is not None:
+        own = [torch.cat([prefix_logits, logits]) for logits in own]
     scores = [
-        score_prompt(out.logits[row, width - n :], prompt, top) if n else None
-        for row, (n, prompt, top) in enumerate(zip(scored, prompts, prompt_logprobs, strict=True))
+        score_prompt(logits, prompt, top) if n else None
+        for logits, n, prompt, top in zip(own, scored, prompts, prompt_logprobs, strict=True)
     ]
     state = BatchState(
         cache=out.past_key_values,
@@ -183,18 +189,19 @@ def _prefill_part(
     return state, scores
 
 
-def _prefix_cache(model: Any, prefix: list[int], rows: int) -> Any:
-    """A cache holding `prefix`'s keys and values for each of `rows` rows, the prefix run through the model once."""
+def _prefix_cache(model: Any, prefix: list[int], rows: int, kept: int) -> tuple[Any, torch.Tensor]:
+    """(a cache holding `prefix`'s keys and values for each of `rows` rows, the logits of its last `kept` positions):
+    the prefix run through the model once."""
     from lmforge.inference.kv_cache import RoomyCache
 
     ids = torch.tensor([prefix])
     ones = torch.ones_like(ids)
-    out = _forward(model, ids, ones, positions_from_mask(ones), RoomyCache())
+    out = _forward(model, ids, ones, positions_from_mask(ones), RoomyCache(), logits_to_keep=kept)
     copies = [
         (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
         for layer in out.past_key_values.layers
     ]
-    return RoomyCache.from_tensors(copies)
+    return RoomyCache.from_tensors(copies), out.logits[0]
 
 
 def score_prompt(logits: torch.Tensor, prompt: list[int], top: int | None) -> list[TokenLogprob]:

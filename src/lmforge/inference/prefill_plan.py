@@ -8,7 +8,8 @@ every matmul, padding included. Two kinds of waste are avoidable:
   whose prompts share at least `MIN_SHARED` tokens form a part whose prefix is computed once, then only the rest of
   each prompt (`decoding.prefill`). Rows with a common prefix are neighbours in sorted order; a run of neighbours
   whose pairwise common prefix reaches `MIN_SHARED` shares the shortest of those prefixes, and every row keeps at
-  least its last token to prefill (it gives the row's first logits).
+  least its last token to prefill (it gives the row's first logits). Scored prompts (`echo` + `logprobs`, as
+  lm-eval sends multiple choice: one context, a request per choice) share too: the prefix's logits are kept once.
 * **Padding.** The other rows are cut into batches of similar length (longest first), so a short prompt is not padded
   to the longest one of an unrelated request.
 
@@ -42,16 +43,15 @@ def common_length(a: list[int], b: list[int]) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
-def plan(prompts: list[list[int]], shareable: list[bool]) -> list[Part]:
-    """The parts to prefill separately (one part: the plain batch). Rows not `shareable` (e.g. scored prompts, whose
-    every position needs its logits) are only batched by length."""
-    groups, alone = _shared_runs(prompts, shareable)
+def plan(prompts: list[list[int]]) -> list[Part]:
+    """The parts to prefill separately (one part: the plain batch)."""
+    groups, alone = _shared_runs(prompts)
     return groups + _length_batches(prompts, alone)
 
 
-def _shared_runs(prompts: list[list[int]], shareable: list[bool]) -> tuple[list[Part], list[int]]:
+def _shared_runs(prompts: list[list[int]]) -> tuple[list[Part], list[int]]:
     """Parts of rows sharing a prefix worth computing once, and the rows left over."""
-    candidates = sorted((i for i, ok in enumerate(shareable) if ok), key=prompts.__getitem__)
+    candidates = sorted(range(len(prompts)), key=prompts.__getitem__)
     runs: list[list[int]] = []
     for a, b in pairwise(candidates):
         if common_length(prompts[a], prompts[b]) < MIN_SHARED:
