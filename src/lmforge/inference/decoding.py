@@ -172,12 +172,14 @@ def _prefill_part(
         out = _forward(model, input_ids, mask, positions[:, past:], cache, logits_to_keep=width)
     else:
         out = _forward(model, None, mask, positions, cache, logits_to_keep=width, inputs_embeds=embeds)
-    own = [out.logits[row, width - n :] for row, n in enumerate(scored)]  # each row's scored positions
-    if prefix_logits is not None:
-        own = [torch.cat([prefix_logits, logits]) for logits in own]
+
+    def prompt_logits(row: int, n: int) -> torch.Tensor:  # a row's positions, built one row at a time
+        own = out.logits[row, width - n :]
+        return own if prefix_logits is None else torch.cat([prefix_logits, own])
+
     scores = [
-        score_prompt(logits, prompt, top) if n else None
-        for logits, n, prompt, top in zip(own, scored, prompts, prompt_logprobs, strict=True)
+        score_prompt(prompt_logits(row, n), prompt, top) if n else None
+        for row, (n, prompt, top) in enumerate(zip(scored, prompts, prompt_logprobs, strict=True))
     ]
     state = BatchState(
         cache=out.past_key_values,
