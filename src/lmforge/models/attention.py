@@ -63,6 +63,12 @@ def supports_packed_sdpa(config: Any) -> bool:
     return not sliding and layer_types == {"full_attention"} and softcap is None
 
 
+def use_packed_sdpa(model: Any) -> None:
+    """Switch a model loaded with stock SDPA to PACKED_SDPA where that is the same maths for its config."""
+    if model.config._attn_implementation == "sdpa" and supports_packed_sdpa(model.config):
+        model.set_attn_implementation(register_packed_sdpa())
+
+
 def register_packed_sdpa() -> str:
     """Make PACKED_SDPA a valid `attn_implementation` (idempotent); masks are built as for stock SDPA."""
     from transformers import AttentionInterface

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
+from lmforge.models.attention import use_packed_sdpa
 from lmforge.utils.errors import ConfigError
 from lmforge.utils.logging import get_logger
 from lmforge.utils.paths import meant_as_local_path
@@ -92,9 +92,7 @@ def load_model(
         from lmforge.models.quantization import keep_cpu_weights_unpacked
 
         keep_cpu_weights_unpacked(model)
-    if model_cfg.attn_implementation == "sdpa" and supports_packed_sdpa(model.config):
-        # Same maths as stock SDPA, but packed/padding-free rows attend per sample (see models/attention.py).
-        model.set_attn_implementation(register_packed_sdpa())
+    use_packed_sdpa(model)  # same maths as stock SDPA; packed/padding-free rows attend per sample
     logger.info("loaded %s (%s, attention %s)", type(model).__name__, dtype, model.config._attn_implementation)
     resize_embeddings(model, len(tokenizer), model_cfg.resize_vocab_multiple)
     if model_cfg.tokenizer_name_or_path:

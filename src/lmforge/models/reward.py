@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmforge.config.schema import MethodConfig, ModelConfig
-from lmforge.models.attention import register_packed_sdpa, supports_packed_sdpa
+from lmforge.models.attention import use_packed_sdpa
 from lmforge.models.model_loading import (
     check_remote_code,
     check_safetensors_only,
@@ -110,8 +110,7 @@ def load_reward_model(path: str, *, device: str | torch.device | None = None) ->
     check_remote_code(model_cfg)
     check_safetensors_only(str(base_path))
     model = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=1, use_safetensors=True)
-    if supports_packed_sdpa(model.config):
-        model.set_attn_implementation(register_packed_sdpa())
+    use_packed_sdpa(model)
     if adapter:
         from peft import PeftModel
 
