@@ -61,8 +61,13 @@ def make_generator(seed: int | None) -> torch.Generator | None:
 def decoder_model(model: Any) -> Any:
     """The model the loop calls: a PEFT prompt-learning model's base model, whose virtual tokens `prefill` adds
     itself (PEFT's own forward would prepend them again at every step and ignores position ids)."""
+    return model.get_base_model() if _prompt_learning(model) else model
+
+
+def _prompt_learning(model: Any) -> Any:
+    """The active PEFT prompt-learning config (prefix, prompt or p-tuning), or None."""
     config = getattr(model, "active_peft_config", None)
-    return model.get_base_model() if getattr(config, "is_prompt_learning", False) else model
+    return config if getattr(config, "is_prompt_learning", False) else None
 
 
 def _virtual_tokens(model: Any, input_ids: torch.Tensor) -> tuple[int, Any, torch.Tensor | None]:
@@ -71,8 +76,8 @@ def _virtual_tokens(model: Any, input_ids: torch.Tensor) -> tuple[int, Any, torc
     start from an empty cache."""
     from lmforge.inference.kv_cache import RoomyCache  # imports transformers: not at module import
 
-    config = getattr(model, "active_peft_config", None)
-    if config is None or not getattr(config, "is_prompt_learning", False):
+    config = _prompt_learning(model)
+    if config is None:
         return 0, RoomyCache(), None
     rows, virtual = input_ids.shape[0], config.num_virtual_tokens
     if config.peft_type == "PREFIX_TUNING":
@@ -120,8 +125,7 @@ def prefill(
     parts `prefill_plan` chooses (a shared prefix computed once, similar lengths together), then joined into one
     batch in their given order.
     """
-    config = getattr(model, "active_peft_config", None)
-    if getattr(config, "is_prompt_learning", False):  # virtual tokens come first: nothing to share, one batch
+    if _prompt_learning(model):  # virtual tokens come first: nothing to share, one batch
         return _prefill_part(model, prompts, pad_id, seeds, prompt_logprobs)
     parts = prefill_plan.plan(prompts)
     if len(parts) == 1 and not parts[0].shared:

@@ -45,9 +45,8 @@ class RoomyLayer(DynamicLayer):
         return None if self._value_room is None else self._value_room[:, :, : self.length]
 
     @values.setter
-    def values(self, tensor: torch.Tensor | None) -> None:
-        self._value_room, length = _adopt(tensor)
-        self.length = length if self._key_room is not None else self.length
+    def values(self, tensor: torch.Tensor | None) -> None:  # assigned with `keys`, which sets the length
+        self._value_room, _ = _adopt(tensor)
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
@@ -126,18 +125,24 @@ class RoomyCache(DynamicCache):
         for the masked attention scores to stay finite."""
         layers = []
         for a, b in zip(old.layers, new.layers, strict=True):
-            layer, parts = RoomyLayer(), (_filled(a), _filled(b))
-            rows, heads, _, dim = parts[0][0].shape
-            shape = (rows + parts[1][0].shape[0], heads, width + max(MIN_SPARE, width // 2), dim)
-            rooms = parts[0][0].new_empty(shape), parts[0][1].new_empty(shape)
-            for start, part in zip((0, rows), parts, strict=True):
-                end, filled = start + part[0].shape[0], part[0].shape[-2]
-                for room, tensor in zip(rooms, part, strict=True):
-                    room[start:end, :, : width - filled] = 0
-                    room[start:end, :, width - filled : width] = tensor
-            layer.hold(*rooms, width)
+            (a_keys, a_values), (b_keys, b_values) = _filled(a), _filled(b)
+            rows, heads, _, dim = a_keys.shape
+            shape = (rows + b_keys.shape[0], heads, width + max(MIN_SPARE, width // 2), dim)
+            key_room, value_room = a_keys.new_empty(shape), a_values.new_empty(shape)
+            for room, top, bottom in ((key_room, a_keys, b_keys), (value_room, a_values, b_values)):
+                _right_align(room[:rows], top, width)
+                _right_align(room[rows:], bottom, width)
+            layer = RoomyLayer()
+            layer.hold(key_room, value_room, width)
             layers.append(layer)
         return cls(layers)
+
+
+def _right_align(room: torch.Tensor, tensor: torch.Tensor, width: int) -> None:
+    """Write `tensor` into the last of `room`'s first `width` columns, zeros before it."""
+    start = width - tensor.shape[-2]
+    room[:, :, :start] = 0
+    room[:, :, start:width] = tensor
 
 
 def _filled(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:

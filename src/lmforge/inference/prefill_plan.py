@@ -52,20 +52,20 @@ def plan(prompts: list[list[int]]) -> list[Part]:
 def _shared_runs(prompts: list[list[int]]) -> tuple[list[Part], list[int]]:
     """Parts of rows sharing a prefix worth computing once, and the rows left over."""
     candidates = sorted(range(len(prompts)), key=prompts.__getitem__)
-    runs: list[list[int]] = []
+    runs: list[tuple[list[int], int]] = []  # (rows, shortest common prefix of neighbouring rows)
     for a, b in pairwise(candidates):
-        if common_length(prompts[a], prompts[b]) < MIN_SHARED:
+        common = common_length(prompts[a], prompts[b])
+        if common < MIN_SHARED:
             continue
-        if runs and runs[-1][-1] == a:
-            runs[-1].append(b)
+        if runs and runs[-1][0][-1] == a:
+            rows, shortest = runs[-1]
+            rows.append(b)
+            runs[-1] = (rows, min(shortest, common))
         else:
-            runs.append([a, b])
+            runs.append(([a, b], common))
     parts, grouped = [], set()
-    for rows in runs:
-        shared = min(
-            min(common_length(prompts[a], prompts[b]) for a, b in pairwise(rows)),
-            *(len(prompts[r]) - 1 for r in rows),
-        )
+    for rows, common in runs:
+        shared = min(common, *(len(prompts[r]) - 1 for r in rows))  # every row keeps a token to prefill
         if shared >= MIN_SHARED:
             parts.append(Part(rows, shared))
             grouped.update(rows)
